@@ -1,0 +1,163 @@
+"""Audit exported user embeddings offline.
+
+    python -m recbole_attrcloak.audit EMBEDDINGS.npz --user_file ml-100k.user \\
+        --attributes gender,age,occupation [--audit quick|full] [--output report.json] \\
+        [--stage NAME]
+
+The ``.npz`` holds ``user_tokens`` (the users' RecBole tokens) and one (n_users, d) array per
+stage (``original``, ``unlearned``, …); users are joined to the ``.user`` file by token. Prints a
+Markdown summary; ``--output`` writes the full report as JSON ``{"settings", "stages"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from typing import NoReturn
+
+import numpy as np
+
+from recbole_attrcloak.audit.core import AuditSettings, audit_representations
+from recbole_attrcloak.data.attributes import AttributeLabels, encode_attribute, read_user_file
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Usage errors as one line on stderr, exit code 2, like every other bad input."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m recbole_attrcloak.audit",
+        description="Audit how well attackers infer user attributes from exported embeddings.",
+    )
+    parser.add_argument("embeddings", help=".npz with user_tokens and one array per stage")
+    parser.add_argument("--user_file", required=True, help="RecBole atomic .user file")
+    parser.add_argument("--attributes", required=True, help="comma-separated .user columns")
+    parser.add_argument("--audit", choices=("quick", "full"), default="full", help="preset")
+    parser.add_argument("--output", help="write the full report here as JSON")
+    parser.add_argument("--stage", help="audit only this stage (default: every stage)")
+    return parser
+
+
+def load_stages(path: str, stage: str | None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """User tokens and the (n_users, d) embeddings of each requested stage from an ``.npz``."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"embeddings file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path}: not a readable .npz ({error})") from error
+    if "user_tokens" not in arrays:
+        raise ValueError(f"{path}: no 'user_tokens' array (found: {', '.join(arrays) or 'none'})")
+    tokens = arrays.pop("user_tokens").astype(str)
+    if stage is not None:
+        if stage not in arrays:
+            raise ValueError(f"{path}: no stage {stage!r} (stages: {', '.join(arrays) or 'none'})")
+        arrays = {stage: arrays[stage]}
+    if not arrays:
+        raise ValueError(f"{path}: no embedding stage besides user_tokens")
+    for name, X in arrays.items():
+        if X.ndim != 2 or X.shape[0] != len(tokens) or not np.issubdtype(X.dtype, np.number):
+            raise ValueError(
+                f"{path}: stage {name!r} has shape {X.shape} and dtype {X.dtype}; "
+                f"expected a numeric ({len(tokens)}, d) array matching user_tokens"
+            )
+    return tokens, arrays
+
+
+def load_attributes(
+    user_file: str, names: Sequence[str], tokens: np.ndarray
+) -> dict[str, AttributeLabels]:
+    """Attribute labels for the users ``tokens``, in that order (unknown users: missing)."""
+    frame = read_user_file(user_file, names)
+    ids = frame.iloc[:, 0]
+    if ids.duplicated().any():
+        raise ValueError(f"{user_file}: duplicate user ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
+    rows = frame.set_index(ids).reindex(tokens)
+    if rows[names].isna().all(axis=None):
+        raise ValueError(f"{user_file}: none of the {len(tokens)} embedded users is in this file")
+    return {name: encode_attribute(name, rows[name].tolist()) for name in names}
+
+
+def markdown(reports: dict[str, dict], settings: AuditSettings) -> str:
+    """Balanced accuracy per attacker and protocol, then the verdict per stage and attribute."""
+    attackers = list(settings.attackers)
+    lines = [
+        "| stage | attribute | protocol | chance | " + " | ".join(attackers) + " |",
+        "|---" * (4 + len(attackers)) + "|",
+    ]
+    for stage, report in reports.items():
+        for attribute, entry in report.items():
+            for protocol in settings.protocols:
+                scores = entry if protocol == "shadow" else entry[protocol]
+                cells = [f"{scores[a]['balanced_accuracy']['mean']:.3f}" for a in attackers]
+                lines.append(
+                    f"| {stage} | {attribute} | {protocol} | {entry['chance']:.3f} | "
+                    + " | ".join(cells)
+                    + " |"
+                )
+    lines += ["", "| stage | attribute | strongest | balanced acc. | gap | p | verdict |"]
+    lines.append("|---" * 7 + "|")
+    for stage, report in reports.items():
+        for attribute, entry in report.items():
+            best = entry["strongest"]
+            p_value = "–" if best["p_value"] is None else f"{best['p_value']:.3g}"
+            lines.append(
+                f"| {stage} | {attribute} | {best['protocol']}/{best['attacker']} | "
+                f"{best['balanced_accuracy']:.3f} | {best['gap_to_chance']:+.3f} | {p_value} | "
+                f"{best['verdict']} |"
+            )
+    return "\n".join(lines)
+
+
+def write_json(path: str, payload: dict) -> None:
+    """Write ``payload`` atomically: a temporary file in the same folder, then ``os.replace``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".audit-", suffix=".json")
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=2)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from others
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit code (2 on bad input)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    names = [name.strip() for name in args.attributes.split(",") if name.strip()]
+    settings = AuditSettings.preset(args.audit)
+    try:
+        if not names:
+            raise ValueError("--attributes names no column")
+        tokens, stages = load_stages(args.embeddings, args.stage)
+        attributes = load_attributes(args.user_file, names, tokens)
+        reports = {
+            stage: audit_representations(X, attributes, settings, progress=sys.stderr.isatty())
+            for stage, X in stages.items()
+        }
+        if args.output:
+            write_json(args.output, {"settings": dataclasses.asdict(settings), "stages": reports})
+    except (OSError, ValueError) as error:
+        parser.error(" ".join(str(error).split()))
+    print(markdown(reports, settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""The command line: ``run_recbole_au.py`` / ``recbole-attrcloak``.
+
+RecBole's own ``--key=value`` overrides are read by RecBole's Config from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from recbole_attrcloak.registry import DEFENCES
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", "-m", default="BPR", help="RecBole model name")
+    parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
+    parser.add_argument("--config_files", default="", help="space-separated YAML files")
+    parser.add_argument("--checkpoint", help="an existing RecBole checkpoint instead of training")
+    parser.add_argument("--attributes", help="comma-separated .user columns, e.g. gender,age")
+    parser.add_argument("--unlearn", choices=sorted(DEFENCES), help="defence to apply")
+    parser.add_argument("--au_mode", choices=["dd", "df"], help="AttrCloak retention mode")
+    parser.add_argument("--audit", choices=["quick", "full"], help="audit preset")
+    parser.add_argument("--output_dir", help="where the report and checkpoints go")
+    parser.add_argument("--export_embeddings", action="store_true", help="write embeddings.npz")
+    parser.add_argument("--tune", metavar="SPEC.yaml", help="run a Ray Tune sweep (docs/tune.md)")
+    parser.add_argument("--ray_address", help="--tune: join this Ray cluster (or RAY_ADDRESS)")
+    parser.add_argument("--resume", action="store_true", help="--tune: run only missing trials")
+    return parser.parse_known_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra = parse_args(argv)
+    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
+    if bad:
+        print(
+            f"error: unrecognised arguments {bad} (RecBole overrides are --key=value)",
+            file=sys.stderr,
+        )
+        return 2
+    from recbole_attrcloak.quick_start import run
+
+    overrides = {k: getattr(args, k) for k in ("au_mode", "audit") if getattr(args, k)}
+    if args.tune:
+        return _sweep(args, overrides, extra)
+    try:
+        report = run(
+            model=args.model,
+            dataset=args.dataset,
+            config_files=args.config_files.split(),
+            config_dict=overrides,
+            checkpoint=args.checkpoint,
+            unlearn=args.unlearn,
+            attributes=args.attributes.split(",") if args.attributes else None,
+            output_dir=args.output_dir,
+            export_embeddings=args.export_embeddings,
+            progress=True,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"report: {report['output_dir']}/report.md")
+    return 0
+
+
+def _sweep(args: argparse.Namespace, overrides: dict, extra: list[str]) -> int:
+    """``--tune``: run the sweep; --au_mode, --audit, --attributes and --key=value apply to
+    every trial."""
+    from recbole_attrcloak.tune import run_sweep
+    from recbole_attrcloak.tune.spec import parse_yaml
+
+    if args.attributes:
+        overrides["sensitive_attributes"] = args.attributes.split(",")
+    for arg in extra:
+        key, value = arg[2:].split("=", 1)
+        overrides[key] = parse_yaml(value)
+    try:
+        result = run_sweep(
+            args.tune,
+            args.output_dir,
+            ray_address=args.ray_address,
+            resume=args.resume,
+            overrides=overrides,
+        )
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run again with --resume to finish the sweep", file=sys.stderr)
+        return 130
+    finished = int((result.table["status"] == "ok").sum())
+    print(f"{finished}/{len(result.table)} trials finished; see {result.output_dir}/summary.md")
+    return 0

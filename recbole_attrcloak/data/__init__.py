@@ -1,0 +1,1 @@
+"""Data helpers: sensitive attributes from RecBole ``.user`` files, and dataset converters."""

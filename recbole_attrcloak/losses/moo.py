@@ -1,0 +1,127 @@
+"""Closed-form two-objective weighting of AttrCloak (Eq. 22-26): α_u for L_AU, α_r = 1 − α_u."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SOLVERS = ("projected", "normalized", "paper", "fixed")
+
+# Squared norms at or below this fraction of the larger squared gradient norm count as zero.
+_REL_TOL = 1e-24
+# Gradient norms below this count as zero (so that 1/norm stays finite).
+_TINY = torch.finfo(torch.float64).tiny
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights for one update: minimise w_au·L_AU + w_r·L_R."""
+
+    alpha_u: float  # the α_u the solver chose (α_r = 1 − α_u)
+    w_au: float  # multiply L_AU by this
+    w_r: float  # multiply L_R by this
+
+
+def _min_norm_alpha(g_au: Tensor, g_r: Tensor) -> float:
+    """Unclipped Eq. 26, (g_r − g_au)ᵀg_r / ‖g_au − g_r‖²; 0.5 when the gradients coincide."""
+    diff = g_au - g_r
+    diff_sq = float(diff @ diff)
+    scale = max(float(g_au @ g_au), float(g_r @ g_r))
+    if diff_sq <= _REL_TOL * scale:
+        return 0.5
+    return float(-(diff @ g_r)) / diff_sq
+
+
+def solve_alpha(
+    grad_au: Tensor,
+    grad_r: Tensor,
+    *,
+    solver: str = "projected",
+    bounds: tuple[float, float] = (0.0, 1.0),
+    fixed_alpha: float | None = None,
+) -> LossWeights:
+    """Choose α_u from the gradients of L_AU and L_R (any shape, flattened; computed in float64).
+
+    ``"paper"``: Eq. 26 on the raw gradients, clipped to ``bounds`` ((0, 1) for DD, (0.1, 1) for
+    DF); w_au = α, w_r = 1 − α.
+    ``"normalized"``: Eq. 26 on unit-length gradients (MGDA-UB style, scale-invariant), clipped to
+    ``bounds``; the step is α·ĝ_au + (1 − α)·ĝ_r, i.e. w_au = α/‖g_au‖, w_r = (1 − α)/‖g_r‖.
+    For two non-parallel unit vectors the min-norm α is always 0.5.
+    ``"projected"`` (default): like ``"normalized"``, but when the gradients conflict
+    (ĝ_auᵀĝ_r < 0) the retention gradient is first projected onto the plane orthogonal to ĝ_au
+    (as PCGrad does), so the step can never cancel the unlearning direction. Plain MGDA from the
+    original point of a data-free run cannot move: the original is Pareto-optimal for
+    (L_AU, L_Reg = 0), and every min-norm step pulls back towards it.
+    ``"fixed"``: α = ``fixed_alpha`` (required, in [0, 1]; ``bounds`` not applied); w_au = α,
+    w_r = 1 − α (the paper's Fig. 5 ablation).
+
+    Degenerate cases (never NaN):
+    - g_au = g_r (difference ~0): any α gives the same direction; α = 0.5, then clipped.
+    - ‖g_au‖ = 0 (nothing to unlearn, e.g. the random-label hinge is inactive): α = lower bound,
+      and w_au = 0 for "normalized". Eq. 26 itself would give 1 (a Pareto-stationary point, no
+      update); the lower bound keeps the retention objective acting. Also when both are zero,
+      then w_r = 0 for "normalized".
+    - ‖g_r‖ = 0 (e.g. DF at step 0, where L_Reg is at its minimum): "paper" gives 0 by Eq. 26, so
+      the lower bound; "normalized" takes α = upper bound and w_r = 0.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if solver == "fixed":
+        if fixed_alpha is None or not 0.0 <= fixed_alpha <= 1.0:
+            raise ValueError(f"solver='fixed' needs fixed_alpha in [0, 1], got {fixed_alpha}")
+        return LossWeights(float(fixed_alpha), float(fixed_alpha), 1.0 - float(fixed_alpha))
+    if fixed_alpha is not None:
+        raise ValueError(f"fixed_alpha is only used with solver='fixed', not {solver!r}")
+    low, high = (float(b) for b in bounds)
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
+    g_au = grad_au.detach().reshape(-1).to(torch.float64)
+    g_r = grad_r.detach().reshape(-1).to(torch.float64)
+    if g_au.shape != g_r.shape:
+        raise ValueError(f"gradients differ in size: {g_au.numel()} vs {g_r.numel()}")
+    if not bool(torch.isfinite(g_au).all() & torch.isfinite(g_r).all()):
+        raise ValueError("gradients contain NaN or inf")
+    shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
+    if solver == "projected":
+        overlap, sq_au = float(g_au @ g_r), float(g_au @ g_au)
+        if overlap < 0.0 and sq_au > 0.0:
+            shift = overlap / sq_au
+            g_r = g_r - shift * g_au
+    norm_au = float(torch.linalg.vector_norm(g_au))
+    norm_r = float(torch.linalg.vector_norm(g_r))
+    if norm_au < _TINY:
+        alpha = low
+    elif norm_r < _TINY:
+        alpha = low if solver == "paper" else high
+    elif solver == "paper":
+        alpha = min(max(_min_norm_alpha(g_au, g_r), low), high)
+    else:
+        alpha = min(max(_min_norm_alpha(g_au / norm_au, g_r / norm_r), low), high)
+    if solver == "paper":
+        return LossWeights(alpha, alpha, 1.0 - alpha)
+    w_au = alpha / norm_au if norm_au >= _TINY else 0.0
+    w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0
+    return LossWeights(alpha, w_au - w_r * shift, w_r)
+
+
+def flat_grad(loss: Tensor, params: Sequence[Tensor], retain_graph: bool = True) -> Tensor:
+    """Gradient of a scalar loss w.r.t. params, flattened and concatenated (the MGDA input).
+
+    Parameters the loss does not reach, or a loss with no graph at all (e.g. a hinge at 0 computed
+    without grad), give zeros.
+    """
+    if loss.requires_grad:
+        grads = torch.autograd.grad(
+            loss, list(params), retain_graph=retain_graph, allow_unused=True
+        )
+    else:
+        grads = (None,) * len(params)
+    return torch.cat(
+        [
+            (torch.zeros_like(p) if g is None else g).reshape(-1)
+            for p, g in zip(params, grads, strict=True)
+        ]
+    )

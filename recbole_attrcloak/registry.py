@@ -1,0 +1,181 @@
+"""Lookup tables: models and trainers (ours first, then RecBole's), the user side of each model,
+and the defences selectable with ``--unlearn``.
+
+The *user side* of a model is what AttrCloak may change: the parameters that produce the user
+representation the scorer consumes, and a function computing that representation for all users.
+
+Register a custom model in one line::
+
+    register_user_side("MyModel", params=["user_embedding."])            # default representation
+    register_user_side("MyGNN", params=["user_embedding."], representation=lambda m: m.forward()[0])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+_RECBOLE_MODEL_PACKAGES = (
+    "general_recommender",
+    "context_aware_recommender",
+    "sequential_recommender",
+    "knowledge_aware_recommender",
+)
+
+#: Our RecBole model classes by name; filled by ``recbole_attrcloak.model``.
+MODELS: dict[str, type] = {}
+#: Our trainer classes by model name.
+TRAINERS: dict[str, type] = {}
+
+
+def get_model(name: str) -> type:
+    """The model class called ``name``: one of ours, else RecBole's (without its exlib models,
+    whose import needs lightgbm)."""
+    importlib.import_module("recbole_attrcloak.model")
+    if name in MODELS:
+        return MODELS[name]
+    for package in _RECBOLE_MODEL_PACKAGES:
+        module_path = f"recbole.model.{package}.{name.lower()}"
+        if importlib.util.find_spec(module_path) is not None:
+            module = importlib.import_module(module_path)
+            if hasattr(module, name):
+                return getattr(module, name)
+    raise ValueError(f"unknown model '{name}': neither a RecBole model nor one of {sorted(MODELS)}")
+
+
+def get_trainer(model_type, model_name: str) -> type:
+    """Our trainer for ``model_name`` if we have one, else RecBole's choice."""
+    if model_name in TRAINERS:
+        return TRAINERS[model_name]
+    from recbole.utils import get_trainer as recbole_get_trainer
+
+    return recbole_get_trainer(model_type, model_name)
+
+
+@dataclass(frozen=True)
+class UserSide:
+    """How to find and compute a model's user representation."""
+
+    params: tuple[str, ...]
+    representation: Callable[[nn.Module], torch.Tensor] | None = None
+
+    def parameters(self, model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+        """The user-side parameters (name, tensor), in registration order."""
+        named = dict(model.named_parameters())
+        chosen = [
+            (n, p) for prefix in self.params for n, p in named.items() if n.startswith(prefix)
+        ]
+        if not chosen:
+            raise ValueError(
+                f"model {type(model).__name__} has no parameter matching {list(self.params)}: "
+                "it has no user-side parameters to unlearn"
+            )
+        return chosen
+
+    def compute(self, model: nn.Module) -> torch.Tensor:
+        """All users' representations, shape (n_users, d), row 0 being RecBole's padding user.
+
+        Computed in eval mode (no dropout) but with autograd, so losses can flow back into the
+        user-side parameters.
+        """
+        with _eval_mode(model):
+            if self.representation is not None:
+                return self.representation(model)
+            tables = [
+                module.weight
+                for name, module in model.named_modules()
+                if isinstance(module, nn.Embedding)
+                and any(f"{name}.weight".startswith(prefix) for prefix in self.params)
+            ]
+            if not tables:
+                raise ValueError(
+                    f"model {type(model).__name__}: the user-side parameters {list(self.params)} "
+                    "are not embedding tables; register a representation function"
+                )
+            return torch.cat(tables, dim=1)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+USER_SIDE: dict[str, UserSide] = {}
+
+
+def register_user_side(
+    model_name: str,
+    params: Sequence[str],
+    representation: Callable[[nn.Module], torch.Tensor] | None = None,
+) -> None:
+    """Declare the user side of ``model_name``: parameter-name prefixes and, unless the user
+    representation is the concatenation of those embedding tables, a function computing it."""
+    USER_SIDE[model_name] = UserSide(tuple(params), representation)
+
+
+def _all_users(model: nn.Module) -> torch.Tensor:
+    return torch.arange(model.n_users, device=model.device)
+
+
+register_user_side("BPR", ["user_embedding."])
+register_user_side("ENMF", ["user_embedding."])
+register_user_side("NeuMF", ["user_mf_embedding.", "user_mlp_embedding."])
+register_user_side("LightGCN", ["user_embedding."], lambda m: m.forward()[0])
+register_user_side("NGCF", ["user_embedding."], lambda m: m.forward()[0])
+register_user_side(
+    "DMF",
+    ["user_linear.", "user_fc_layers."],
+    lambda m: m.user_fc_layers(m.get_user_embedding(_all_users(m))),
+)
+
+
+def user_side(model: nn.Module) -> UserSide:
+    """The registered user side of ``model``, or the default rule for plain embedding models.
+
+    Default rule: a model whose ``user_embedding`` is an ``nn.Embedding`` with one row per user
+    is treated like BPR (representation = that table).
+    """
+    name = type(model).__name__
+    if name in USER_SIDE:
+        return USER_SIDE[name]
+    table = getattr(model, "user_embedding", None)
+    if isinstance(table, nn.Embedding) and table.num_embeddings == getattr(model, "n_users", -1):
+        return UserSide(("user_embedding.",))
+    raise ValueError(
+        f"no user representation known for model '{name}': register it with "
+        f"recbole_attrcloak.registry.register_user_side('{name}', params=[...], representation=...)"
+    )
+
+
+#: ``--unlearn`` names → "module:function" of the defence (imported on use).
+DEFENCES: dict[str, str] = {
+    "none": "",
+    "attrcloak": "recbole_attrcloak.unlearning.attrcloak:run_attrcloak",
+    "u2u": "recbole_attrcloak.unlearning.distance_unlearning:run_u2u",
+    "d2d": "recbole_attrcloak.unlearning.distance_unlearning:run_d2d",
+    "rap": "recbole_attrcloak.model.rap:run_rap",
+    "blurme": "recbole_attrcloak.retrain:run_blurme",
+    "ldp": "recbole_attrcloak.retrain:run_ldp",
+}
+
+
+def get_defence(name: str) -> Callable | None:
+    """The defence function for ``--unlearn name`` (None for ``none``)."""
+    if name not in DEFENCES:
+        raise ValueError(f"unknown --unlearn method '{name}': choose one of {sorted(DEFENCES)}")
+    target = DEFENCES[name]
+    if not target:
+        return None
+    module_name, function = target.split(":")
+    return getattr(importlib.import_module(module_name), function)

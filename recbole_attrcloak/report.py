@@ -1,0 +1,208 @@
+"""Outputs of a run: report.json, report.md, embeddings.npz and checkpoints, all written
+atomically (a temporary file in the same folder, then ``os.replace``)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+UTILITY_KEYS = ("ndcg@5", "ndcg@10", "hit@5", "hit@10")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it over ``path`` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _finite_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise FloatingPointError(f"refusing to save non-finite weights: {bad[:3]}")
+    return state
+
+
+def save_recbole_checkpoint(path: Path, config, model: torch.nn.Module) -> str:
+    """A checkpoint in RecBole's own format (loads with ``load_data_and_model``)."""
+    if path.exists():
+        raise FileExistsError(f"refusing to overwrite {path}")
+    for name in getattr(model, "other_parameter_name", []):
+        setattr(model, name, None)
+    checkpoint = {
+        "config": config,
+        "epoch": 0,
+        "cur_step": 0,
+        "best_valid_score": None,
+        "state_dict": _finite_state(model),
+        "other_parameter": model.other_parameter(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return str(path)
+
+
+def save_weights(path: Path, config, model: torch.nn.Module) -> str:
+    """Weights only, loadable with ``torch.load(path, weights_only=True)``."""
+    if path.exists():
+        raise FileExistsError(f"refusing to overwrite {path}")
+    payload = {
+        "model": str(config["model"]),
+        "dataset": str(config["dataset"]),
+        "state_dict": _finite_state(model),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return str(path)
+
+
+def save_embeddings(path: Path, tokens: np.ndarray, stages: Mapping[str, np.ndarray]) -> str:
+    """``user_tokens`` plus one (n_users, d) array per stage."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, user_tokens=tokens, **stages)
+    return str(path)
+
+
+def spectrum(reps: np.ndarray) -> dict[str, float]:
+    """Spread of the representations' covariance eigenvalues: a collapse shows as a falling
+    effective rank or a rising condition number."""
+    eig = np.clip(np.linalg.eigvalsh(np.cov(reps, rowvar=False)), 0.0, None)
+    p = eig / eig.sum()
+    entropy = -np.sum(p[p > 0] * np.log(p[p > 0]))
+    positive = eig[eig > eig.max() * 1e-12]
+    return {
+        "effective_rank": float(np.exp(entropy)),
+        "log10_condition": float(np.log10(positive.max() / positive.min())),
+        "eigenvalue_max": float(eig.max()),
+        "eigenvalue_median": float(np.median(eig)),
+        "eigenvalue_min": float(eig.min()),
+        "total_variance": float(eig.sum()),
+    }
+
+
+def _utility(scores: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(scores[k]) for k in UTILITY_KEYS if k in scores} | {
+        k: float(v) for k, v in scores.items() if k not in UTILITY_KEYS
+    }
+
+
+def build(
+    config,
+    checkpoint: str,
+    stages: Mapping[str, Any],
+    result: Mapping[str, Any],
+    seconds: Mapping[str, float],
+    labels: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The report.json content."""
+    for stage in stages.values():
+        stage["utility"] = _utility(stage["utility"])
+    content: dict[str, Any] = {
+        "model": str(config["model"]),
+        "dataset": str(config["dataset"]),
+        "method": str(config["unlearn"]),
+        "attributes": {
+            name: {"classes": list(lab.classes), "n_known": int(lab.n_known)}
+            for name, lab in labels.items()
+        },
+        "checkpoint": {"original": checkpoint}
+        | {k: result[k] for k in ("checkpoint", "weights") if k in result},
+        "stages": dict(stages),
+        "seconds": dict(seconds),
+    }
+    extra = {k: v for k, v in result.items() if k not in ("checkpoint", "weights")}
+    if extra:
+        content["unlearning"] = extra
+    if "unlearned" in stages:
+        before, after = stages["original"]["utility"], stages["unlearned"]["utility"]
+        content["retention"] = {
+            k: after[k] / before[k] for k in UTILITY_KEYS if before.get(k) and k in after
+        }
+    return content
+
+
+def write(out: Path, content: Mapping[str, Any]) -> None:
+    """report.json and report.md in ``out``."""
+    _write_text(out / "report.json", json.dumps(content, indent=2, default=_json_default) + "\n")
+    _write_text(out / "report.md", markdown(content))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _fmt(metric: Mapping[str, float] | None) -> str:
+    if not metric:
+        return "–"
+    return f"{metric['mean']:.3f} ± {metric['std']:.3f}"
+
+
+def markdown(content: Mapping[str, Any]) -> str:
+    """A human-readable summary of report.json."""
+    lines = [
+        f"# {content['model']} on {content['dataset']} — method: {content['method']}",
+        "",
+        "## Utility (test split)",
+        "",
+        "| stage | " + " | ".join(UTILITY_KEYS) + " |",
+        "|---|" + "---|" * len(UTILITY_KEYS),
+    ]
+    for name, stage in content["stages"].items():
+        values = " | ".join(f"{stage['utility'].get(k, float('nan')):.4f}" for k in UTILITY_KEYS)
+        lines.append(f"| {name} | {values} |")
+    lines += [
+        "",
+        "## Attribute inference (balanced accuracy; chance = 1/k)",
+        "",
+        "Shadow protocol (paper: 20 % of users train the attacker) and k-fold protocol (attacker "
+        "trains on most users: stronger). p: permutation test against shuffled labels.",
+        "",
+        "| stage | attribute | chance | majority | attacker | shadow | k-fold | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, stage in content["stages"].items():
+        for attr, res in stage["privacy"].items():
+            attackers = [k for k, v in res.items() if isinstance(v, dict) and "accuracy" in v]
+            attackers += [a for a in res.get("kfold", {}) if a not in attackers]
+            verdict = res.get("strongest", {}).get("verdict", "")
+            for attacker in attackers:
+                shadow = res.get(attacker, {}).get("balanced_accuracy")
+                kfold = res.get("kfold", {}).get(attacker, {}).get("balanced_accuracy")
+                lines.append(
+                    f"| {name} | {attr} | {res['chance']:.3f} | {res['majority']:.3f} | "
+                    f"{attacker} | {_fmt(shadow)} | {_fmt(kfold)} | {verdict} |"
+                )
+    lines += ["", "## Embedding spectrum", "", "| stage | effective rank | log10 condition |"]
+    lines.append("|---|---|---|")
+    for name, stage in content["stages"].items():
+        spec = stage["embedding"]
+        lines.append(f"| {name} | {spec['effective_rank']:.1f} | {spec['log10_condition']:.2f} |")
+    lines += ["", "## Seconds", ""]
+    lines += [f"- {k}: {v:.1f}" for k, v in content["seconds"].items()]
+    return "\n".join(lines) + "\n"

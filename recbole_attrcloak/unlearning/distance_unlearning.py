@@ -1,0 +1,258 @@
+"""U2U-R and D2D-R (Li et al., ACM MM 2023; Chen et al., TOIS 2024): post-training, data-free
+attribute unlearning with one fixed trade-off weight,
+
+    L = mean over sensitive attributes of L_dist  +  λ · L_reg,
+
+where L_dist is the user-to-user loss (mean squared distance between users of different
+classes) or the distribution-to-distribution loss (MMD² between classes), and L_reg keeps each
+user's original top-N ranking (``du_regularizer: ranking``) or the original user
+representations (``l2``). Only the user side of the model changes.
+
+Runs on RecBole's ``Trainer`` through its hooks, like AttrCloak: :class:`UserSideTrainer` holds
+what both share (optimiser over the user-side parameters only, loss hook, reference
+representations).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from recbole.data.interaction import Interaction
+from recbole.trainer import Trainer
+from torch import Tensor, nn
+
+from recbole_attrcloak.context import DefenceResult, RunContext
+from recbole_attrcloak.losses import d2d_loss, u2u_loss
+from recbole_attrcloak.registry import UserSide, user_side
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("u2u", "d2d")
+REGULARIZERS = ("ranking", "l2")
+
+
+@contextlib.contextmanager
+def only_user_side(model: nn.Module) -> Iterator[UserSide]:
+    """Inside the block only the user-side parameters of ``model`` take gradients; afterwards all
+    do again and cached full-sort representations (GNNs, DMF) are dropped."""
+    side = user_side(model)
+    names = {name for name, _ in side.parameters(model)}
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in names)
+    try:
+        yield side
+    finally:
+        for param in model.parameters():
+            param.requires_grad_(True)
+        for name in getattr(model, "other_parameter_name", []):
+            setattr(model, name, None)
+
+
+class UserSideTrainer(Trainer):
+    """RecBole trainer whose optimiser holds only the user-side parameters (with its own learner
+    and learning rate, no weight decay) and whose per-batch loss is :meth:`objective`.
+    ``reference`` holds the original user representations (padding row dropped)."""
+
+    def __init__(
+        self, config, model: nn.Module, side: UserSide, learner: str, learning_rate: float
+    ) -> None:
+        self.side = side
+        self.user_params = [p for _, p in side.parameters(model)]
+        self.user_learner, self.user_learning_rate = learner, learning_rate
+        super().__init__(config, model)
+        with torch.no_grad():
+            self.reference = side.compute(model).detach()[1:].clone()
+
+    def _build_optimizer(self, **kwargs):
+        kwargs.setdefault("params", self.user_params)
+        kwargs.setdefault("learner", self.user_learner)
+        kwargs.setdefault("learning_rate", self.user_learning_rate)
+        kwargs.setdefault("weight_decay", 0.0)
+        return super()._build_optimizer(**kwargs)
+
+    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        return super()._train_epoch(
+            train_data,
+            epoch_idx,
+            loss_func=loss_func or self.objective,
+            show_progress=show_progress,
+        )
+
+    def objective(self, interaction: Interaction) -> Tensor:
+        """The loss of one optimisation step."""
+        raise NotImplementedError
+
+
+def check_distance_config(config, method: str) -> None:
+    """Validate the U2U-R/D2D-R keys; raise ``ValueError`` with a one-line message."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    weight = config[f"{method}_lambda"]
+    if weight is None or float(weight) < 0:
+        raise ValueError(f"{method}_lambda must be >= 0, got {weight!r}")
+    if config["du_regularizer"] not in REGULARIZERS:
+        raise ValueError(
+            f"du_regularizer must be one of {list(REGULARIZERS)}, got {config['du_regularizer']!r}"
+        )
+    if int(config["du_steps"]) < 1:
+        raise ValueError(f"du_steps must be a positive integer, got {config['du_steps']!r}")
+    if int(config["du_topn"]) < 2:
+        raise ValueError(f"du_topn must be >= 2, got {config['du_topn']!r}")
+    if float(config["du_learning_rate"]) <= 0:
+        raise ValueError(f"du_learning_rate must be > 0, got {config['du_learning_rate']!r}")
+
+
+def cross_class_pairs(codes: np.ndarray) -> int:
+    """Unordered pairs of users with known, different classes (the terms of ``u2u_loss``)."""
+    counts = np.bincount(codes[codes >= 0])
+    return int((counts.sum() ** 2 - (counts**2).sum()) // 2)
+
+
+def all_scores(model: nn.Module, users: Tensor) -> Tensor:
+    """Scores of ``users`` × all items, (len(users), n_items), by the model's full-sort scorer,
+    or its pointwise scorer where it has none (as RecBole's evaluator does)."""
+    try:
+        return model.full_sort_predict(Interaction({model.USER_ID: users})).view(len(users), -1)
+    except NotImplementedError:
+        items = torch.arange(model.n_items, device=users.device)
+        pairs = Interaction(
+            {
+                model.USER_ID: users.repeat_interleave(len(items)),
+                model.ITEM_ID: items.repeat(len(users)),
+            }
+        )
+        return model.predict(pairs).view(len(users), -1)
+
+
+@torch.no_grad()
+def original_top_items(model: nn.Module, n: int, batch: int = 256) -> tuple[Tensor, Tensor]:
+    """Each real user's top-``n`` items (best first) under the current model and their scores,
+    both (n_users − 1, n)."""
+    model.eval()
+    users = torch.arange(1, model.n_users, device=model.device)
+    items, scores = [], []
+    for chunk in users.split(batch):
+        all_items = all_scores(model, chunk)
+        all_items[:, 0] = -torch.inf  # RecBole's padding item
+        top = all_items.topk(n, dim=1)
+        items.append(top.indices)
+        scores.append(top.values)
+    return torch.cat(items), torch.cat(scores)
+
+
+def _gaps(scores: Tensor) -> Tensor:
+    """Score gaps between consecutive ranks."""
+    return scores[:, :-1] - scores[:, 1:]
+
+
+class DistanceUnlearningTrainer(UserSideTrainer):
+    """U2U-R / D2D-R: full-batch steps on all users of L_dist + λ·L_reg, no interaction read."""
+
+    def __init__(
+        self, config, model: nn.Module, side: UserSide, labels: dict[str, Tensor], method: str
+    ) -> None:
+        super().__init__(
+            config, model, side, config["du_learner"], float(config["du_learning_rate"])
+        )
+        self.labels, self.method = labels, method
+        self.weight = float(config[f"{method}_lambda"])
+        self.regularizer_name = config["du_regularizer"]
+        self.pairs = {n: cross_class_pairs(lab.cpu().numpy()) for n, lab in labels.items()}
+        if self.regularizer_name == "ranking":
+            self.top_items, top_scores = original_top_items(model, int(config["du_topn"]))
+            self.original_gaps = _gaps(top_scores)
+        self.trace: dict[str, list[float]] = {"distinguishability": [], "regularizer": []}
+
+    def distinguishability(self, reps: Tensor) -> Tensor:
+        """Mean over attributes of the mean cross-class squared distance (U2U) or of the mean
+        pairwise-class MMD² (D2D)."""
+        if self.method == "u2u":
+            terms = [u2u_loss(reps, lab) / self.pairs[n] for n, lab in self.labels.items()]
+        else:
+            terms = [d2d_loss(reps, lab) for lab in self.labels.values()]
+        return torch.stack(terms).mean()
+
+    def regularizer(self, reps: Tensor) -> Tensor:
+        """Ranking: mean over users and consecutive positions k of the margin loss
+        max(0, g⁰_k − g_k), g_k = s_k − s_{k+1} the score gap between the k-th and (k+1)-th of
+        the user's original top-N items (scored by the model, item side frozen), g⁰_k the
+        original gap: zero while no gap shrinks, so the original model is its minimum.
+        L2: mean over users of ‖e_u − e_u⁰‖²."""
+        if self.regularizer_name == "l2":
+            return (reps[1:] - self.reference).square().sum(1).mean()
+        n_users, top_n = self.top_items.shape
+        users = torch.arange(1, n_users + 1, device=self.top_items.device)
+        pairs = Interaction(
+            {
+                self.model.USER_ID: users.repeat_interleave(top_n),
+                self.model.ITEM_ID: self.top_items.reshape(-1),
+            }
+        )
+        scores = self.model.predict(pairs).view(n_users, top_n)
+        return F.relu(self.original_gaps - _gaps(scores)).mean()
+
+    def objective(self, interaction: Interaction) -> Tensor:
+        self.model.eval()  # _train_epoch switched to train mode; scores must not use dropout
+        reps = self.side.compute(self.model)
+        dist, reg = self.distinguishability(reps), self.regularizer(reps)
+        self.trace["distinguishability"].append(dist.item())
+        self.trace["regularizer"].append(reg.item())
+        return dist + self.weight * reg
+
+    @torch.no_grad()
+    def losses(self) -> tuple[float, float]:
+        """Current (L_dist, L_reg)."""
+        self.model.eval()
+        reps = self.side.compute(self.model)
+        return float(self.distinguishability(reps)), float(self.regularizer(reps))
+
+    def unlearn(self, steps: int, show_progress: bool = False) -> dict[str, Any]:
+        """``steps`` full-batch optimisation steps (data-free: the batches are empty)."""
+        self._train_epoch([Interaction({})] * steps, 0, show_progress=show_progress)
+        dist, reg = self.losses()
+        logger.info("%s-R after %d steps: L_dist %.4g  L_reg %.4g", self.method, steps, dist, reg)
+        return {"steps": steps, "final_distinguishability": dist, "final_regularizer": reg}
+
+
+def run_distance_unlearning(ctx: RunContext, method: str) -> DefenceResult:
+    """U2U-R or D2D-R on a copy of ``ctx.model``; returns it with its report entry."""
+    config = ctx.config
+    check_distance_config(config, method)
+    model = copy.deepcopy(ctx.model)
+    labels = {
+        name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
+        for name, lab in ctx.attributes.items()
+    }
+    with only_user_side(model) as side:
+        trainer = DistanceUnlearningTrainer(config, model, side, labels, method)
+        initial_dist, initial_reg = trainer.losses()
+        outcome = trainer.unlearn(int(config["du_steps"]), bool(config["show_progress"]))
+    info = {
+        "method": f"{method.upper()}-R",
+        "lambda": trainer.weight,
+        "regularizer": trainer.regularizer_name,
+        "top_n": int(config["du_topn"]),
+        "learning_rate": float(config["du_learning_rate"]),
+        "initial_distinguishability": initial_dist,
+        "initial_regularizer": initial_reg,
+        **outcome,
+        "trace": trainer.trace,
+    }
+    return DefenceResult(model, info)
+
+
+def run_u2u(ctx: RunContext) -> DefenceResult:
+    """``--unlearn u2u``: U2U-R."""
+    return run_distance_unlearning(ctx, "u2u")
+
+
+def run_d2d(ctx: RunContext) -> DefenceResult:
+    """``--unlearn d2d``: D2D-R."""
+    return run_distance_unlearning(ctx, "d2d")

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+from recbole_attrcloak.audit.attackers import ATTACKERS, make_attacker, validation_split
+
+
+def planted(n: int = 400, d: int = 16, k: int = 3, shift: float = 3.0, seed: int = 0):
+    """Embeddings whose class means differ by ``shift`` standard deviations (0 = pure noise)."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % k)
+    means = rng.normal(size=(k, d))
+    means *= shift / np.linalg.norm(means, axis=1, keepdims=True)
+    return rng.normal(size=(n, d)) + means[y], y
+
+
+def fit_and_score(name: str, X: np.ndarray, y: np.ndarray) -> tuple[float, float, np.ndarray]:
+    half = len(y) // 2
+    model = make_attacker(name, seed=7)
+    assert model.fit(X[:half], y[:half]) is model
+    proba = model.predict_proba(X[half:])
+    assert proba.shape == (len(y) - half, len(model.classes_))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert np.array_equal(model.predict(X[half:]), model.classes_[proba.argmax(axis=1)])
+    ba = balanced_accuracy_score(y[half:], model.predict(X[half:]))
+    auc = roc_auc_score(y[half:], proba, multi_class="ovr")
+    return ba, auc, proba
+
+
+@pytest.mark.parametrize("name", list(ATTACKERS))
+def test_attacker_reads_a_planted_signal(name):
+    X, y = planted()
+    ba, auc, _ = fit_and_score(name, X, y)
+    assert ba >= 0.9
+    assert auc >= 0.98
+
+
+@pytest.mark.parametrize("name", list(ATTACKERS))
+def test_attacker_is_at_chance_on_noise(name):
+    X, y = planted(shift=0.0)
+    ba, _, _ = fit_and_score(name, X, y)
+    assert abs(ba - 1 / 3) <= 0.1
+
+
+@pytest.mark.parametrize("name", list(ATTACKERS))
+def test_attacker_is_deterministic_and_handles_binary_labels_and_tiny_classes(name):
+    X, y = planted(n=120, k=2, shift=2.0, seed=3)
+    y = np.where(np.arange(len(y)) == 5, 2, y)  # class 2 has a single member
+    first = make_attacker(name, seed=1).fit(X, y).predict_proba(X)
+    second = make_attacker(name, seed=1).fit(X, y).predict_proba(X)
+    assert first.shape == (120, 3)
+    np.testing.assert_array_equal(first, second)
+
+
+def test_unknown_attacker_lists_the_names():
+    with pytest.raises(ValueError, match="unknown attacker 'gbm'.*mlp, xgboost, logreg"):
+        make_attacker("gbm", 0)
+
+
+def test_validation_split_keeps_a_training_member_of_every_class():
+    y = np.array([0] * 20 + [1] * 2 + [2])
+    train, val = validation_split(y, 0.5, np.random.default_rng(0))
+    assert set(y[train]) == {0, 1, 2}
+    assert not set(train) & set(val) and len(train) + len(val) == len(y)
+    assert np.count_nonzero(y[val] == 0) == 10

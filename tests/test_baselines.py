@@ -1,0 +1,170 @@
+"""The baseline defences on the toy dataset: U2U-R, D2D-R, RAP, BlurMe, LDP-SH."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pandas as pd
+import pytest
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.model.general_recommender import BPR
+from recbole.utils import init_seed
+
+from recbole_attrcloak.config import build_config
+from recbole_attrcloak.context import RunContext
+from recbole_attrcloak.model.rap import RAPBPR, run_rap
+from recbole_attrcloak.quick_start import load_attributes, run
+from recbole_attrcloak.retrain import fit_model, run_blurme, run_ldp
+from recbole_attrcloak.unlearning.distance_unlearning import run_d2d, run_u2u
+from tests.conftest import toy_config
+
+
+def _context(root, out, model_name="BPR", **extra) -> RunContext:
+    config = build_config(model_name, "toy", overrides=toy_config(root, **extra))
+    config["checkpoint_dir"] = str(out)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    model_class = BPR if model_name == "BPR" else RAPBPR
+    model = model_class(config, train._dataset)
+    fit_model(config, model, train, valid)
+    labels = load_attributes(config, dataset)
+    return RunContext(config, dataset, train, valid, test, model, labels, out)
+
+
+@pytest.fixture(scope="module")
+def toy_ctx(toy_root, tmp_path_factory) -> RunContext:
+    return _context(toy_root, tmp_path_factory.mktemp("baselines"), du_steps=30)
+
+
+def _with(ctx: RunContext, tmp_path=None, **keys) -> RunContext:
+    """``ctx`` with a copied config (and output folder) carrying ``keys``."""
+    config = copy.deepcopy(ctx.config)
+    for key, value in keys.items():
+        config[key] = value
+    return dataclasses.replace(ctx, config=config, output_dir=tmp_path or ctx.output_dir)
+
+
+@pytest.mark.parametrize("defence", [run_u2u, run_d2d])
+@pytest.mark.parametrize("regularizer", ["ranking", "l2"])
+def test_distance_unlearning_changes_only_user_parameters(toy_ctx, defence, regularizer):
+    before = {k: v.clone() for k, v in toy_ctx.model.state_dict().items()}
+    result = defence(_with(toy_ctx, du_regularizer=regularizer))
+    after = result.model.state_dict()
+    assert torch.equal(after["item_embedding.weight"], before["item_embedding.weight"])
+    assert not torch.equal(after["user_embedding.weight"], before["user_embedding.weight"])
+    assert torch.equal(toy_ctx.model.user_embedding.weight, before["user_embedding.weight"])
+    assert all(p.requires_grad for p in result.model.parameters())
+    info = result.info
+    assert info["final_distinguishability"] < info["initial_distinguishability"]
+    assert info["steps"] == 30 and len(info["trace"]["distinguishability"]) == 30
+    assert result.context is None
+
+
+def test_rap_adversary_holds_the_attacker_at_chance(toy_root, tmp_path):
+    """Without the adversary (λ = 0) the attacker learns the planted gender and its loss falls;
+    with it the recommender's updates undo what the attacker learns, so the attacker's loss stays
+    near its chance-level start and the gap to λ = 0 widens as training goes on."""
+    keys = {"epochs": 12, "stopping_step": 100}
+    free = _context(toy_root, tmp_path / "free", "RAPBPR", rap_lambda=0.0, **keys)
+    adversarial = _context(toy_root, tmp_path / "adv", "RAPBPR", rap_lambda=5.0, **keys)
+    trainers = {}
+    for name, ctx in (("free", free), ("adv", adversarial)):
+        init_seed(ctx.config["seed"], True)
+        model = RAPBPR(ctx.config, ctx.train_data._dataset)
+        trainers[name] = fit_model(ctx.config, model, ctx.train_data, ctx.valid_data)
+    free_loss = [att for _, att in trainers["free"].loss_parts]
+    adv_loss = [att for _, att in trainers["adv"].loss_parts]
+    assert free_loss[-1] < 0.3 * free_loss[0]
+    assert adv_loss[-1] > 0.75 * adv_loss[0]
+    assert adv_loss[-1] - free_loss[-1] > 2 * (adv_loss[0] - free_loss[0]) + 0.3
+
+
+def test_rap_defence_retrains_as_rapbpr(toy_ctx, tmp_path):
+    result = run_rap(_with(toy_ctx, tmp_path, epochs=2))
+    assert isinstance(result.model, RAPBPR) and result.context.config["model"] == "RAPBPR"
+    assert toy_ctx.config["model"] == "BPR"
+    assert len(result.info["loss_parts"]["attacker"]) == result.info["epochs"] == 2
+
+
+def _tokens(dataset, frame: pd.DataFrame) -> set[tuple[str, str]]:
+    users = dataset.id2token(dataset.uid_field, frame[dataset.uid_field].to_numpy())
+    items = dataset.id2token(dataset.iid_field, frame[dataset.iid_field].to_numpy())
+    return set(zip(users.tolist(), items.tolist(), strict=True))
+
+
+def _split(ctx: RunContext, loader) -> pd.DataFrame:
+    inter = loader._dataset.inter_feat
+    fields = [ctx.dataset.uid_field, ctx.dataset.iid_field]
+    return pd.DataFrame({f: inter[f].numpy() for f in fields})
+
+
+@pytest.mark.parametrize("defence", [run_blurme, run_ldp])
+def test_retraining_defences_keep_the_evaluation_splits(toy_ctx, tmp_path, defence):
+    ctx = _with(toy_ctx, tmp_path, epochs=2, blurme_p=0.25, ldp_epsilon=4.0)
+    result = defence(ctx)
+    new = result.context
+    method = "blurme" if defence is run_blurme else "ldp"
+    folder = tmp_path / "derived" / f"toy-{method}"
+    assert new.config["data_path"] == str(folder) and new.config["dataset"] == f"toy-{method}"
+    assert {p.name for p in folder.iterdir()} >= {
+        f"toy-{method}.{s}.inter" for s in ("train", "valid", "test")
+    } | {f"toy-{method}.user"}
+    for split in ("valid_data", "test_data"):
+        original = _tokens(ctx.dataset, _split(ctx, getattr(ctx, split)))
+        derived = _tokens(new.dataset, _split(new, getattr(new, split)))
+        assert derived == original
+    original_train = _tokens(ctx.dataset, _split(ctx, ctx.train_data))
+    derived_train = _tokens(new.dataset, _split(new, new.train_data))
+    if method == "blurme":
+        assert derived_train > original_train
+        assert len(derived_train) - len(original_train) == result.info["added_interactions"]
+    else:
+        assert derived_train != original_train
+        assert len(derived_train & original_train) == result.info["kept_interactions"]
+    codes = {
+        new.dataset.id2token(new.dataset.uid_field, u): c
+        for u, c in enumerate(new.attributes["gender"].codes)
+    }
+    reference = {
+        ctx.dataset.id2token(ctx.dataset.uid_field, u): c
+        for u, c in enumerate(ctx.attributes["gender"].codes)
+    }
+    assert codes == reference
+
+
+@pytest.mark.parametrize(
+    ("defence", "key", "value", "message"),
+    [
+        (run_u2u, "u2u_lambda", -1.0, "u2u_lambda must be >= 0"),
+        (run_d2d, "d2d_lambda", -0.5, "d2d_lambda must be >= 0"),
+        (run_rap, "rap_lambda", -1.0, "rap_lambda must be >= 0"),
+        (run_blurme, "blurme_p", 0.0, r"blurme_p must be in \(0, 1\]"),
+        (run_blurme, "blurme_p", 1.5, r"blurme_p must be in \(0, 1\]"),
+        (run_ldp, "ldp_epsilon", 0.0, "ldp_epsilon must be > 0"),
+        (run_ldp, "ldp_epsilon", -2.0, "ldp_epsilon must be > 0"),
+    ],
+)
+def test_bad_hyper_parameters(toy_ctx, tmp_path, defence, key, value, message):
+    with pytest.raises(ValueError, match=message):
+        defence(_with(toy_ctx, tmp_path, **{key: value}))
+    assert not (tmp_path / "derived").exists()
+
+
+@pytest.mark.parametrize("method", ["rap", "blurme"])
+def test_pipeline_reports_retrained_defences(toy_root, tmp_path, method):
+    report = run(
+        "BPR",
+        "toy",
+        config_dict=toy_config(toy_root, epochs=2),
+        unlearn=method,
+        output_dir=str(tmp_path / method),
+    )
+    assert report["method"] == method
+    unlearned = report["stages"]["unlearned"]
+    assert set(unlearned["privacy"]) == {"gender", "age"}
+    assert unlearned["utility"]["ndcg@10"] > 0
+    expected = "RAPBPR-toy-rap" if method == "rap" else "BPR-toy-blurme-blurme"
+    assert report["checkpoint"]["checkpoint"].endswith(f"{expected}.pth")

@@ -1,0 +1,173 @@
+"""Tests of the closed-form α_u solver (Eq. 26) and flat_grad (recbole_attrcloak.losses.moo)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from recbole_attrcloak.losses import LossWeights, flat_grad, solve_alpha
+
+
+def _v(*xs: float) -> torch.Tensor:
+    return torch.tensor(xs, dtype=torch.float64)
+
+
+def _check(weights: LossWeights, alpha: float, w_au: float, w_r: float) -> None:
+    assert weights.alpha_u == pytest.approx(alpha)
+    assert weights.w_au == pytest.approx(w_au)
+    assert weights.w_r == pytest.approx(w_r)
+
+
+def test_paper_hand_worked_cases():
+    # (g_r − g_au)ᵀ g_r / ‖g_au − g_r‖²:
+    # orthogonal unit vectors: ((-1, 1)·(0, 1)) / 2 = 0.5
+    _check(solve_alpha(_v(1, 0), _v(0, 1), solver="paper"), 0.5, 0.5, 0.5)
+    # g_au = (2, 0), g_r = (1, 0): ((-1, 0)·(1, 0)) / 1 = −1 → clipped to 0
+    _check(solve_alpha(_v(2, 0), _v(1, 0), solver="paper"), 0.0, 0.0, 1.0)
+    # g_au = (2, 0), g_r = (0, 1): ((-2, 1)·(0, 1)) / 5 = 0.2 (interior)
+    _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper"), 0.2, 0.2, 0.8)
+    # g_au = (0, 1), g_r = (3, 1): ((3, 0)·(3, 1)) / 9 = 1 → upper bound
+    _check(solve_alpha(_v(0, 1), _v(3, 1), solver="paper"), 1.0, 1.0, 0.0)
+    # g_au = (1, 1), g_r = (−1, 2): ((−2, 1)·(−1, 2)) / ‖(2, −1)‖² = 4/5 (interior)
+    _check(solve_alpha(_v(1, 1), _v(-1, 2), solver="paper"), 0.8, 0.8, 0.2)
+
+
+def test_paper_result_is_the_min_norm_point():
+    g = torch.Generator().manual_seed(0)
+    g_au, g_r = torch.randn(50, generator=g), torch.randn(50, generator=g)
+    alpha = solve_alpha(g_au, g_r, solver="paper").alpha_u
+    grid = torch.linspace(0, 1, 1001)
+    norms = torch.stack([(a * g_au + (1 - a) * g_r).norm() for a in grid])
+    assert alpha == pytest.approx(float(grid[norms.argmin()]), abs=1e-3)
+
+
+def test_paper_clipping_to_df_bounds():
+    _check(solve_alpha(_v(2, 0), _v(1, 0), solver="paper", bounds=(0.1, 1.0)), 0.1, 0.1, 0.9)
+    _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper", bounds=(0.1, 1.0)), 0.2, 0.2, 0.8)
+    _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper", bounds=(0.3, 0.6)), 0.3, 0.3, 0.7)
+
+
+@pytest.mark.parametrize("solver", ["paper", "normalized"])
+def test_equal_gradients_give_half_then_clipped(solver):
+    g = _v(3, 4)
+    weights = solve_alpha(g, g.clone(), solver=solver)
+    assert weights.alpha_u == 0.5
+    assert solve_alpha(g, g.clone(), solver=solver, bounds=(0.7, 1.0)).alpha_u == 0.7
+
+
+def test_zero_retention_gradient():
+    # DF at step 0: L_Reg = 0 and its gradient vanishes.
+    _check(solve_alpha(_v(1, 2), _v(0, 0), solver="paper", bounds=(0.1, 1.0)), 0.1, 0.1, 0.9)
+    norm = math.sqrt(5)
+    _check(
+        solve_alpha(_v(1, 2), _v(0, 0), bounds=(0.1, 0.9), solver="normalized"),
+        0.9,
+        0.9 / norm,
+        0.0,
+    )
+
+
+def test_zero_unlearning_gradient():
+    _check(solve_alpha(_v(0, 0), _v(3, 4), solver="paper", bounds=(0.1, 1.0)), 0.1, 0.1, 0.9)
+    _check(
+        solve_alpha(_v(0, 0), _v(3, 4), bounds=(0.1, 1.0), solver="normalized"), 0.1, 0.0, 0.9 / 5
+    )
+
+
+@pytest.mark.parametrize("solver", ["paper", "normalized"])
+def test_both_gradients_zero(solver):
+    weights = solve_alpha(torch.zeros(4), torch.zeros(4), solver=solver, bounds=(0.1, 1.0))
+    assert weights.alpha_u == 0.1
+    assert all(math.isfinite(w) for w in (weights.w_au, weights.w_r))
+    if solver == "normalized":
+        assert (weights.w_au, weights.w_r) == (0.0, 0.0)
+
+
+def test_tiny_gradients_never_give_nan():
+    def v64(*xs: float) -> torch.Tensor:
+        return torch.tensor(xs, dtype=torch.float64)
+
+    for g_au, g_r in [(v64(1e-200, 0), v64(0, 1e-200)), (v64(1e-310, 0), v64(0, 1))]:
+        for solver in ("paper", "normalized"):
+            weights = solve_alpha(g_au, g_r, solver=solver)
+            assert all(math.isfinite(x) for x in (weights.alpha_u, weights.w_au, weights.w_r))
+
+
+def test_normalized_is_scale_invariant():
+    # Non-parallel gradients: the min-norm point of two unit vectors is always 0.5.
+    weights = solve_alpha(_v(300, 0), _v(0.01, 0.02), solver="normalized")
+    norm_r = math.sqrt(0.01**2 + 0.02**2)
+    _check(weights, 0.5, 0.5 / 300, 0.5 / norm_r)
+    combined = weights.w_au * _v(300, 0) + weights.w_r * _v(0.01, 0.02)
+    unit = 0.5 * _v(1, 0) + 0.5 * _v(0.01, 0.02) / norm_r
+    torch.testing.assert_close(combined, unit)
+    # Raw Eq. 26 on the same gradients hardly moves the unlearning objective.
+    assert solve_alpha(_v(300, 0), _v(0.01, 0.02), solver="paper").alpha_u < 1e-5
+    # Parallel but opposite unit vectors: still 0.5 (the step is zero), then clipped.
+    assert solve_alpha(_v(2, 0), _v(-5, 0), solver="normalized").alpha_u == pytest.approx(0.5)
+    assert solve_alpha(_v(2, 0), _v(-5, 0), bounds=(0.6, 1.0), solver="normalized").alpha_u == 0.6
+
+
+def test_fixed():
+    _check(solve_alpha(_v(1, 0), _v(0, 1), solver="fixed", fixed_alpha=0.8), 0.8, 0.8, 0.2)
+    _check(solve_alpha(_v(0, 0), _v(0, 0), solver="fixed", fixed_alpha=0.0), 0.0, 0.0, 1.0)
+
+
+def test_bad_arguments():
+    g = _v(1, 0)
+    with pytest.raises(ValueError, match="solver"):
+        solve_alpha(g, g, solver="mgda")
+    with pytest.raises(ValueError, match="bounds"):
+        solve_alpha(g, g, bounds=(0.5, 0.2))
+    with pytest.raises(ValueError, match="bounds"):
+        solve_alpha(g, g, bounds=(-0.1, 1.0))
+    with pytest.raises(ValueError, match="fixed_alpha"):
+        solve_alpha(g, g, solver="fixed")
+    with pytest.raises(ValueError, match="fixed_alpha"):
+        solve_alpha(g, g, solver="fixed", fixed_alpha=1.2)
+    with pytest.raises(ValueError, match="fixed_alpha"):
+        solve_alpha(g, g, solver="paper", fixed_alpha=0.5)
+    with pytest.raises(ValueError, match="size"):
+        solve_alpha(g, _v(1, 0, 0))
+    with pytest.raises(ValueError, match="NaN"):
+        solve_alpha(_v(float("nan"), 0), g)
+
+
+def test_flat_grad():
+    a = torch.tensor([1.0, 2.0], requires_grad=True)
+    b = torch.tensor([[3.0]], requires_grad=True)
+    unused = torch.zeros(2, 2, requires_grad=True)
+    loss = (a**2).sum() + 5 * b.sum()
+    got = flat_grad(loss, [a, b, unused])
+    torch.testing.assert_close(got, torch.tensor([2.0, 4.0, 5.0, 0.0, 0.0, 0.0, 0.0]))
+    # retain_graph=True by default: the same graph can be differentiated again.
+    torch.testing.assert_close(flat_grad(loss, [a], retain_graph=False), torch.tensor([2.0, 4.0]))
+    constant = torch.tensor(0.0)
+    torch.testing.assert_close(flat_grad(constant, [a, b]), torch.zeros(3))
+
+
+def test_projected_removes_only_the_conflicting_part():
+    # Conflict: g_r = (-1, 1) against g_au = (1, 0) is projected to (0, 1); α = 0.5 and the
+    # step is 0.5·(1, 0) + 0.5·(0, 1), written back as weights on the raw gradients.
+    weights = solve_alpha(_v(1, 0), _v(-1, 1))
+    assert weights.alpha_u == pytest.approx(0.5)
+    step = weights.w_au * _v(1, 0) + weights.w_r * _v(-1, 1)
+    assert torch.allclose(step, _v(0.5, 0.5))
+    # No conflict: the same as "normalized".
+    same = solve_alpha(_v(1, 0), _v(1, 1))
+    assert same == solve_alpha(_v(1, 0), _v(1, 1), solver="normalized")
+    # Exactly opposed: nothing is left of the retention gradient, the step is pure unlearning.
+    opposed = solve_alpha(_v(2, 0), _v(-5, 0))
+    assert opposed.alpha_u == 1.0
+    assert torch.allclose(opposed.w_au * _v(2, 0) + opposed.w_r * _v(-5, 0), _v(1, 0))
+    # The unlearning objective always decreases to first order.
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        g_au, g_r = (
+            torch.randn(8, generator=gen, dtype=torch.float64),
+            torch.randn(8, generator=gen, dtype=torch.float64),
+        )
+        w = solve_alpha(g_au, g_r)
+        assert float((w.w_au * g_au + w.w_r * g_r) @ g_au) > 0

@@ -1,0 +1,213 @@
+"""End to end on the toy dataset: train, audit, unlearn, report, checkpoints, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recbole_attrcloak import compat
+from recbole_attrcloak.quick_start import DataError, run
+from tests.conftest import toy_config, write_toy_dataset
+
+
+@pytest.fixture(scope="module")
+def original_run(toy_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "bpr"
+    report = run(
+        "BPR", "toy", config_dict=toy_config(toy_root), output_dir=str(out), export_embeddings=True
+    )
+    return report, out
+
+
+def test_report_shape(original_run):
+    report, out = original_run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["model"] == "BPR" and on_disk["dataset"] == "toy" and on_disk["method"] == "none"
+    stage = on_disk["stages"]["original"]
+    assert set(stage["utility"]) >= {"ndcg@5", "ndcg@10", "hit@5", "hit@10"}
+    gender = stage["privacy"]["gender"]
+    assert gender["chance"] == 0.5 and gender["n_users"] == 160
+    for attacker in ("mlp", "xgboost"):
+        for metric in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
+            assert set(gender[attacker][metric]) >= {"mean", "std"}
+    assert stage["privacy"]["age"]["n_missing"] == 10  # users 0, 17, ..., 153 gave no age
+    assert (out / "report.md").read_text().startswith("# BPR on toy")
+    assert (out / "recbole.log").stat().st_size > 0
+    assert report["seconds"]["train"] > 0
+
+
+def test_planted_gender_signal_is_detected(original_run):
+    report, _ = original_run
+    gender = report["stages"]["original"]["privacy"]["gender"]
+    assert max(gender[a]["balanced_accuracy"]["mean"] for a in ("mlp", "xgboost")) > 0.8
+
+
+def test_embeddings_export(original_run):
+    report, out = original_run
+    data = np.load(out / "embeddings.npz")
+    assert data["user_tokens"].shape == (160,)
+    assert data["original"].shape == (160, 16)
+    assert set(data["user_tokens"]) == {f"u{u}" for u in range(160)}
+
+
+@pytest.fixture(scope="module")
+def df_run(original_run, toy_root, tmp_path_factory):
+    report, _ = original_run
+    out = tmp_path_factory.mktemp("run") / "df"
+    checkpoint = report["checkpoint"]["original"]
+    unlearned = run(
+        "BPR",
+        "toy",
+        config_dict=toy_config(toy_root, au_mode="df"),
+        checkpoint=checkpoint,
+        unlearn="attrcloak",
+        output_dir=str(out),
+    )
+    return checkpoint, unlearned
+
+
+def test_attrcloak_df_changes_only_user_parameters(df_run):
+    checkpoint, report = df_run
+    before = torch.load(checkpoint, weights_only=False)["state_dict"]
+    after = torch.load(report["checkpoint"]["weights"], weights_only=True)["state_dict"]
+    assert torch.equal(before["item_embedding.weight"], after["item_embedding.weight"])
+    assert not torch.equal(before["user_embedding.weight"], after["user_embedding.weight"])
+    assert torch.isfinite(after["user_embedding.weight"]).all()
+
+
+def test_attrcloak_df_removes_planted_leakage(df_run):
+    _, report = df_run
+    gender = report["stages"]["unlearned"]["privacy"]["gender"]
+    for attacker in ("mlp", "xgboost"):
+        assert gender[attacker]["balanced_accuracy"]["mean"] < 0.65
+    trace = report["unlearning"]["trace"]
+    assert trace["l_au"][-1] < trace["l_au"][0]
+    assert all(0.1 <= a <= 1.0 for a in trace["alpha_u"])
+
+
+def test_unlearned_checkpoint_loads_with_stock_recbole(df_run):
+    from recbole.quick_start import load_data_and_model
+
+    _, report = df_run
+    with compat.trusted_checkpoints():
+        config, model, _, _, _, test_data = load_data_and_model(report["checkpoint"]["checkpoint"])
+    assert config["unlearn"] == "attrcloak"
+    after = torch.load(report["checkpoint"]["weights"], weights_only=True)["state_dict"]
+    assert torch.equal(model.user_embedding.weight.cpu(), after["user_embedding.weight"])
+
+
+def test_df_never_reads_interactions(original_run, toy_root, monkeypatch):
+    from recbole_attrcloak.unlearning import attrcloak
+
+    report, _ = original_run
+    calls = []
+    original = attrcloak.AttrCloakTrainer.unlearn
+
+    def spy(self, train_data=None, show_progress=False):
+        class Forbidden:
+            def __iter__(self):
+                calls.append("iter")
+                raise AssertionError("DF touched the interaction data")
+
+        return original(self, Forbidden(), show_progress)
+
+    monkeypatch.setattr(attrcloak.AttrCloakTrainer, "unlearn", spy)
+    ctx_report = run(
+        "BPR",
+        "toy",
+        config_dict=toy_config(toy_root, au_mode="df", au_max_steps=10),
+        checkpoint=report["checkpoint"]["original"],
+        unlearn="attrcloak",
+        output_dir=str(toy_root / "df-spy"),
+    )
+    assert calls == [] and ctx_report["unlearning"]["steps"] > 0
+
+
+def test_dd_mode_runs_and_keeps_items(original_run, toy_root, tmp_path):
+    report, _ = original_run
+    out = run(
+        "BPR",
+        "toy",
+        config_dict=toy_config(toy_root, au_mode="dd", au_max_steps=20),
+        checkpoint=report["checkpoint"]["original"],
+        unlearn="attrcloak",
+        output_dir=str(tmp_path / "dd"),
+    )
+    assert out["unlearning"]["mode"] == "dd" and out["unlearning"]["steps"] > 0
+    assert all(0.0 <= a <= 1.0 for a in out["unlearning"]["trace"]["alpha_u"])
+
+
+# --- bad input: a clear error, nothing overwritten -----------------------------------------
+
+
+def test_existing_report_is_not_overwritten(original_run, toy_root):
+    report, out = original_run
+    before = (out / "report.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a report"):
+        run("BPR", "toy", config_dict=toy_config(toy_root), output_dir=str(out))
+    assert (out / "report.json").read_bytes() == before
+
+
+def test_checkpoint_of_another_dataset(original_run, toy_root, tmp_path):
+    report, _ = original_run
+    with pytest.raises(compat.CheckpointError, match="trained on dataset 'toy', not 'ml-100k'"):
+        run(
+            "BPR",
+            "ml-100k",
+            checkpoint=report["checkpoint"]["original"],
+            output_dir=str(tmp_path / "x"),
+        )
+
+
+def test_checkpoint_that_does_not_fit_the_data(original_run, tmp_path):
+    report, _ = original_run
+    other = write_toy_dataset(tmp_path / "other", seed=1)
+    (other / "toy" / "toy.inter").write_text(
+        "user_id:token\titem_id:token\n" + "".join(f"x{u}\ti{u % 7}\n" for u in range(40))
+    )
+    with pytest.raises(compat.CheckpointError, match="does not fit dataset 'toy'"):
+        run(
+            "BPR",
+            "toy",
+            config_dict={"data_path": str(other)},
+            checkpoint=report["checkpoint"]["original"],
+            output_dir=str(tmp_path / "y"),
+        )
+
+
+def test_missing_user_file(tmp_path):
+    root = write_toy_dataset(tmp_path, user_file=False)
+    with pytest.raises(DataError, match="has no .user file"):
+        run("BPR", "toy", config_dict=toy_config(root, epochs=1), output_dir=str(tmp_path / "o"))
+
+
+def test_unknown_attribute(toy_root, tmp_path):
+    with pytest.raises(ValueError, match="shoe_size"):
+        run(
+            "BPR",
+            "toy",
+            config_dict=toy_config(toy_root, epochs=1),
+            attributes=["shoe_size"],
+            output_dir=str(tmp_path / "o"),
+        )
+
+
+def test_single_class_attribute(toy_root, tmp_path):
+    with pytest.raises(ValueError, match="country"):
+        run(
+            "BPR",
+            "toy",
+            config_dict=toy_config(toy_root, epochs=1),
+            attributes=["country"],
+            output_dir=str(tmp_path / "o"),
+        )
+
+
+def test_unknown_method_and_model(toy_root, tmp_path):
+    with pytest.raises(ValueError, match="unknown --unlearn method"):
+        run("BPR", "toy", unlearn="magic", output_dir=str(tmp_path / "o"))
+    with pytest.raises(ValueError, match="unknown model 'Nope'"):
+        run("Nope", "toy", config_dict=toy_config(toy_root), output_dir=str(tmp_path / "p"))

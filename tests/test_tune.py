@@ -1,0 +1,182 @@
+"""Sweeps: spec expansion and ids, the presets, and a tiny sweep on the toy dataset in local Ray
+(train once, a failing trial recorded, outputs, resume, refusal to mix sweeps)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbole_attrcloak.cli import main, parse_args
+from recbole_attrcloak.tune import SpecError, load_spec, run_sweep
+from recbole_attrcloak.tune.results import pareto_mask
+from tests.conftest import toy_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(**top) -> dict:
+    return {"config": {"model": "BPR", "dataset": "ml-100k"}, **top}
+
+
+def test_grid_union_and_samples():
+    spec = load_spec(
+        _spec(
+            search=[
+                {"au_mode": {"grid": ["dd", "df"]}, "au_alpha": {"grid": [0.0, 0.5]}},
+                {"au_learning_rate": {"loguniform": [1e-3, 1e-1]}, "seed": {"grid": [1, 2]}},
+            ],
+            num_samples=3,
+        )
+    )
+    # 2 x 2 grid x 3 samples of nothing random = 4 distinct; 2 seeds x 3 random draws = 6
+    assert len(spec.trials) == 10
+    rates = [t.config["au_learning_rate"] for t in spec.trials if "au_learning_rate" in t.config]
+    assert len(set(rates)) == 6 and all(1e-3 <= r <= 1e-1 for r in rates)
+    # trials differing only in unlearning keys share a training group; seeds do not
+    groups = {t.config.get("seed"): t.group_id for t in spec.trials}
+    assert len(spec.groups()) == 3 and len(set(groups.values())) == 3
+
+
+def test_ids_are_stable_and_yaml_reads_exponents(tmp_path):
+    text = (
+        "config: {model: BPR, dataset: ml-100k}\n"
+        "search: {au_learning_rate: {loguniform: [1e-3, 1e-1]}}\n"
+        "num_samples: 2\nsampler_seed: 3\n"
+    )
+    (tmp_path / "s.yaml").write_text(text)
+    first, second = load_spec(tmp_path / "s.yaml"), load_spec(tmp_path / "s.yaml")
+    assert [t.trial_id for t in first.trials] == [t.trial_id for t in second.trials]
+    assert first.name == "s" and all(
+        isinstance(t.config["au_learning_rate"], float) for t in first.trials
+    )
+    overridden = load_spec(tmp_path / "s.yaml", {"audit": "quick"})
+    assert {t.trial_id for t in overridden.trials}.isdisjoint(t.trial_id for t in first.trials)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ({"config": {"model": "BPR"}}, "'dataset'"),
+        (_spec(searches=[]), "unknown spec keys"),
+        (_spec(search={"au_alpha": {"grid": []}}), "non-empty list"),
+        (_spec(search={"lr": {"loguniform": [0.0, 1.0]}}), "0 < low < high"),
+        (_spec(resources_per_trial={"tpu": 1}), "cpu and gpu"),
+        (_spec(metric="ndcg@10"), "metric must be one of"),
+    ],
+)
+def test_bad_specs(spec, message):
+    with pytest.raises(SpecError, match=message):
+        load_spec(spec)
+
+
+def test_presets():
+    ablation = load_spec(ROOT / "configs/sweeps/ablation.yaml")
+    assert len(ablation.trials) >= 14 and len(ablation.groups()) == 1
+    fixed = {(t.config["au_mode"], t.config.get("au_alpha")) for t in ablation.trials}
+    assert fixed >= {(m, a) for m in ("dd", "df") for a in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}
+    solvers = {(t.config["au_mode"], t.config["au_solver"]) for t in ablation.trials}
+    assert solvers >= {(m, s) for m in ("dd", "df") for s in ("fixed", "normalized", "paper")}
+    methods = load_spec(ROOT / "configs/sweeps/methods.yaml")
+    assert {t.config["unlearn"] for t in methods.trials} == {
+        "attrcloak",
+        "u2u",
+        "d2d",
+        "rap",
+        "blurme",
+        "ldp",
+    }
+    assert len(methods.groups()) == 1 and len(load_spec(ROOT / "configs/sweeps/tiny.yaml").trials)
+
+
+def test_pareto_mask():
+    retention = np.array([1.0, 0.9, 0.8, 0.95, 0.9])
+    gap = np.array([0.3, 0.1, 0.2, 0.1, 0.1])
+    assert pareto_mask(retention, gap).tolist() == [True, False, False, True, False]
+
+
+def test_cli_flags_and_missing_spec(capsys):
+    args, _ = parse_args(["--tune", "s.yaml", "--ray_address", "auto", "--resume"])
+    assert (args.tune, args.ray_address, args.resume) == ("s.yaml", "auto", True)
+    assert main(["--tune", "missing.yaml"]) == 2
+    assert "sweep spec not found" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    yield
+    ray.shutdown()
+
+
+def _toy_spec(root: Path) -> dict:
+    base = toy_config(root, au_max_steps=10, sensitive_attributes=["gender"])
+    base |= {"model": "BPR", "dataset": "toy"}
+    return {
+        "name": "toy",
+        "config": base | {"unlearn": "attrcloak", "au_mode": "df"},
+        "search": [
+            {"au_solver": "normalized"},
+            {"au_solver": "fixed", "au_alpha": {"grid": [0.5, 2.0]}},  # 2.0 is invalid
+        ],
+        "resources_per_trial": {"cpu": 1},
+        "max_concurrent_trials": 1,  # one worker process, reused: fewer imports
+    }
+
+
+@pytest.fixture(scope="module")
+def sweep(local_ray, toy_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sweep")
+    result = run_sweep(_toy_spec(toy_root), out, progress=False)
+    return result, out
+
+
+def test_outputs_and_failed_trial(sweep):
+    result, out = sweep
+    for name in ("trials.csv", "pareto.csv", "pareto.png", "summary.md"):
+        assert (out / name).stat().st_size > 0
+    table = pd.read_csv(out / "trials.csv")
+    assert len(table) == 3 and sorted(table["status"]) == ["failed", "ok", "ok"]
+    failed = table[table["status"] == "failed"].iloc[0]
+    assert failed["au_alpha"] == 2.0 and "au_alpha in [0, 1]" in failed["error"]
+    ok = table[table["status"] == "ok"]
+    for column in ("valid_retention", "privacy_gap", "gender_xgboost", "test_ndcg@10"):
+        assert ok[column].notna().all(), column
+    assert (ok["gender_mlp_original"] > 0.8).all()  # the planted signal, audited once
+    points = pd.read_csv(out / "pareto.csv")
+    assert points["pareto"].any() and (points["method"] == "none (original)").sum() == 1
+    assert "## Failed trials" in (out / "summary.md").read_text()
+
+
+def test_trains_once_and_reuses_the_original_audit(sweep):
+    result, _ = sweep
+    (group,) = (result.work_dir / "train").iterdir()
+    trained = json.loads((group / "report.json").read_text())
+    for folder in (result.work_dir / "trials").iterdir():
+        if not (folder / "report.json").is_file():
+            continue
+        report = json.loads((folder / "report.json").read_text())
+        assert report["checkpoint"]["original"] == trained["checkpoint"]["original"]
+        assert "train" not in report["seconds"] and "audit_original" not in report["seconds"]
+        assert report["stages"]["original"]["privacy"] == trained["stages"]["original"]["privacy"]
+
+
+def test_resume_runs_only_missing_trials(sweep, toy_root):
+    result, out = sweep
+    with pytest.raises(FileExistsError, match="--resume"):
+        run_sweep(_toy_spec(toy_root), out, progress=False)
+    done = sorted((result.work_dir / "trials").glob("*/report.json"))
+    removed, kept = done[0].parent, done[1]
+    stamps = {p: p.stat().st_mtime_ns for p in [kept, *(result.work_dir / "train").glob("*/*")]}
+    shutil.rmtree(removed)
+    resumed = run_sweep(_toy_spec(toy_root), out, resume=True, progress=False)
+    assert (removed / "report.json").is_file()
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert sorted(resumed.table["status"]) == ["failed", "ok", "ok"]
