@@ -31,7 +31,7 @@ from recbole_attrcloak.data.obfuscation import (
     check_blurme_p,
     check_epsilon,
     flip_probability,
-    indicative_items,
+    indicative_weights,
     randomized_response,
     user_item_lists,
     with_profiles,
@@ -42,6 +42,7 @@ from recbole_attrcloak.registry import get_model, get_trainer
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
+BLURME_STRATEGIES = ("greedy", "sampled")
 
 # The derived files hold already processed interactions: filtering and normalising them again
 # would change them (and RecBole's filtering would break the benchmark file sizes).
@@ -169,22 +170,34 @@ def _fill(ctx: RunContext, train: pd.DataFrame) -> dict[str, str]:
     return {column: how for column, how in fill.items() if column in train}
 
 
+def check_blurme_config(config) -> None:
+    """Validate the BlurMe keys; raise ``ValueError`` with a one-line message."""
+    check_blurme_p(config["blurme_p"])
+    if config["blurme_c"] is None or float(config["blurme_c"]) <= 0:
+        raise ValueError(f"blurme_c must be > 0, got {config['blurme_c']!r}")
+    if config["blurme_strategy"] not in BLURME_STRATEGIES:
+        raise ValueError(
+            f"blurme_strategy must be one of {list(BLURME_STRATEGIES)}, "
+            f"got {config['blurme_strategy']!r}"
+        )
+
+
 def run_blurme(ctx: RunContext) -> DefenceResult:
     """``--unlearn blurme``: add other-class indicative items to every training profile
     (all sensitive attributes in turn), then retrain."""
+    config = ctx.config
+    check_blurme_config(config)
     started = time.perf_counter()
-    p, c = float(ctx.config["blurme_p"]), float(ctx.config["blurme_c"])
-    check_blurme_p(p)
-    if c <= 0:
-        raise ValueError(f"blurme_c must be > 0, got {c!r}")
+    p, strategy = float(config["blurme_p"]), config["blurme_strategy"]
     train = split_frames(ctx)["train"]
     profiles = _profiles(ctx, train)
     codes = {name: lab.codes for name, lab in ctx.attributes.items()}
-    lists = {
-        name: indicative_items(profiles, code, ctx.dataset.item_num, c)
+    weights = {
+        name: indicative_weights(profiles, code, ctx.dataset.item_num, float(config["blurme_c"]))
         for name, code in codes.items()
     }
-    users, items = blurme_additions(profiles, codes, lists, p)
+    rng = np.random.default_rng(int(config["seed"])) if strategy == "sampled" else None
+    users, items = blurme_additions(profiles, codes, weights, p, rng)
     for user, item in zip(users, items, strict=True):
         profiles[user] = np.append(profiles[user], item)
     uid, iid = ctx.dataset.uid_field, ctx.dataset.iid_field
@@ -193,9 +206,10 @@ def run_blurme(ctx: RunContext) -> DefenceResult:
     new, summary = retrain_on_derived(ctx, "blurme", obfuscated)
     info = {
         "p": p,
-        "c": c,
+        "c": float(config["blurme_c"]),
+        "strategy": strategy,
         "driving_attributes": list(codes),
-        "indicative_items": {n: [len(x) for x in lst] for n, lst in lists.items()},
+        "indicative_items": {n: [int((w > 0).sum()) for w in ws] for n, ws in weights.items()},
         "added_interactions": len(items),
         "train_interactions": [len(train), len(obfuscated)],
         "obfuscation_seconds": seconds,

@@ -145,6 +145,8 @@ def test_retraining_defences_keep_the_evaluation_splits(toy_ctx, tmp_path, defen
         (run_blurme, "blurme_p", 1.5, r"blurme_p must be in \(0, 1\]"),
         (run_ldp, "ldp_epsilon", 0.0, "ldp_epsilon must be > 0"),
         (run_ldp, "ldp_epsilon", -2.0, "ldp_epsilon must be > 0"),
+        (run_blurme, "blurme_strategy", "magic", "blurme_strategy must be one of"),
+        (run_u2u, "du_regularizer", "none", "du_regularizer must be one of"),
     ],
 )
 def test_bad_hyper_parameters(toy_ctx, tmp_path, defence, key, value, message):

@@ -12,6 +12,7 @@ from recbole_attrcloak.data.obfuscation import (
     blurme_additions,
     flip_probability,
     indicative_items,
+    indicative_weights,
     randomized_response,
     user_item_lists,
     with_profiles,
@@ -37,17 +38,24 @@ def _profiles(seed: int = 0) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
 
 def test_indicative_items_follow_the_planted_preference():
     profiles, codes = _profiles()
-    lists = indicative_items(profiles, codes["gender"], N_ITEMS)
+    lists = indicative_items(indicative_weights(profiles, codes["gender"], N_ITEMS))
     assert len(lists) == 2
     assert set(lists[0][:10]) <= set(range(1, 31)) and set(lists[1][:10]) <= set(range(31, 61))
     assert not set(lists[0]) & set(lists[1])
 
 
+def _weights(profiles, codes) -> dict[str, np.ndarray]:
+    return {name: indicative_weights(profiles, code, N_ITEMS) for name, code in codes.items()}
+
+
+@pytest.mark.parametrize("sampled", [False, True])
 @pytest.mark.parametrize("p", [0.05, 0.3, 1.0])
-def test_blurme_adds_the_expected_items(p):
+def test_blurme_adds_the_expected_items(p, sampled):
     profiles, codes = _profiles()
-    lists = {name: indicative_items(profiles, code, N_ITEMS) for name, code in codes.items()}
-    users, items = blurme_additions(profiles, codes, lists, p)
+    weights = _weights(profiles, codes)
+    lists = {name: indicative_items(w) for name, w in weights.items()}
+    rng = np.random.default_rng(0) if sampled else None
+    users, items = blurme_additions(profiles, codes, weights, p, rng)
     for u, rated in enumerate(profiles):
         added = items[users == u]
         candidates = {
@@ -67,12 +75,22 @@ def test_blurme_adds_the_expected_items(p):
 def test_blurme_binary_is_greedy_on_the_opposite_list():
     profiles, codes = _profiles()
     gender = {"gender": codes["gender"]}
-    lists = {"gender": indicative_items(profiles, gender["gender"], N_ITEMS)}
-    users, items = blurme_additions(profiles, gender, lists, 0.2)
+    weights = _weights(profiles, gender)
+    users, items = blurme_additions(profiles, gender, weights, 0.2)
     for u in (0, 1, 2):
-        opposite = lists["gender"][1 - gender["gender"][u]]
+        opposite = indicative_items(weights["gender"])[1 - gender["gender"][u]]
         unrated = [int(i) for i in opposite if i not in set(profiles[u].tolist())]
         assert items[users == u].tolist() == unrated[: math.ceil(0.2 * len(profiles[u]))]
+
+
+def test_blurme_sampled_spreads_the_additions_over_the_list():
+    profiles, codes = _profiles()
+    gender = {"gender": codes["gender"]}
+    weights = _weights(profiles, gender)
+    _, greedy = blurme_additions(profiles, gender, weights, 0.2)
+    _, sampled = blurme_additions(profiles, gender, weights, 0.2, np.random.default_rng(0))
+    assert len(sampled) == len(greedy)
+    assert len(set(sampled.tolist())) > 2 * len(set(greedy.tolist()))
 
 
 @pytest.mark.parametrize("epsilon", [0.5, 1.0, 3.0])

@@ -166,7 +166,7 @@ def test_checkpoint_that_does_not_fit_the_data(original_run, tmp_path):
     report, _ = original_run
     other = write_toy_dataset(tmp_path / "other", seed=1)
     (other / "toy" / "toy.inter").write_text(
-        "user_id:token\titem_id:token\n" + "".join(f"x{u}\ti{u % 7}\n" for u in range(40))
+        "user_id:token\titem_id:token\n" + "".join(f"u{u}\ti{u % 7}\n" for u in range(40))
     )
     with pytest.raises(compat.CheckpointError, match="does not fit dataset 'toy'"):
         run(

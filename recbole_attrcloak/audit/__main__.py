@@ -41,7 +41,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("embeddings", help=".npz with user_tokens and one array per stage")
     parser.add_argument("--user_file", required=True, help="RecBole atomic .user file")
     parser.add_argument("--attributes", required=True, help="comma-separated .user columns")
-    parser.add_argument("--audit", choices=("quick", "full"), default="full", help="preset")
+    parser.add_argument(
+        "--audit",
+        choices=("quick", "full"),
+        default="full",
+        help="quick: shadow protocol, mlp + xgboost, no permutation test; "
+        "full (default): both protocols, six attackers, permutation test (docs/audit.md)",
+    )
     parser.add_argument("--output", help="write the full report here as JSON")
     parser.add_argument("--stage", help="audit only this stage (default: every stage)")
     return parser

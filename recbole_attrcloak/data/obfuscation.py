@@ -40,16 +40,16 @@ def user_item_lists(users: np.ndarray, items: np.ndarray, n_users: int) -> list[
 # --- BlurMe -------------------------------------------------------------------------------
 
 
-def indicative_items(
+def indicative_weights(
     user_items: Sequence[np.ndarray], codes: np.ndarray, n_items: int, c: float = 1.0
-) -> list[np.ndarray]:
-    """Per class, the items whose L2-regularised logistic-regression weight favours it, strongest
-    first.
+) -> np.ndarray:
+    """(n_classes, n_items): how strongly each item indicates each class (> 0: indicative), from
+    an L2-regularised logistic regression on the binary user–item matrix of the users with a
+    known class (``codes >= 0``).
 
-    Features: the binary user–item matrix of the users with a known class (``codes >= 0``).
-    Binary: one coefficient vector w; class 1 gets the items with w > 0, class 0 those with
-    w < 0 (Weinsberg et al.). Multi-class: multinomial regression; class k gets the items with a
-    positive weight for k. Classes without users get an empty list.
+    Binary: one coefficient vector w; class 1 gets w, class 0 gets −w (Weinsberg et al.).
+    Multi-class: the multinomial regression's per-class coefficients. Classes without users get
+    zeros.
     """
     codes = np.asarray(codes)
     known = np.flatnonzero(codes >= 0)
@@ -62,11 +62,18 @@ def indicative_items(
     if len(present) < 2:
         raise ValueError(f"BlurMe needs users of at least 2 classes, got {len(present)}")
     model = LogisticRegression(C=float(c), max_iter=2000).fit(matrix, codes[known])
-    weights = model.coef_ if len(present) > 2 else np.vstack([-model.coef_[0], model.coef_[0]])
-    lists = [np.zeros(0, dtype=np.int64) for _ in range(int(codes.max()) + 1)]
-    for row, cls in enumerate(model.classes_):
-        order = np.argsort(-weights[row], kind="stable")
-        lists[int(cls)] = order[weights[row][order] > 0]
+    coef = model.coef_ if len(present) > 2 else np.vstack([-model.coef_[0], model.coef_[0]])
+    weights = np.zeros((int(codes.max()) + 1, n_items))
+    weights[model.classes_] = coef
+    return weights
+
+
+def indicative_items(weights: np.ndarray) -> list[np.ndarray]:
+    """Per class, the items with a positive weight for it, strongest first."""
+    lists = []
+    for row in weights:
+        order = np.argsort(-row, kind="stable")
+        lists.append(order[row[order] > 0])
     return lists
 
 
@@ -81,38 +88,55 @@ def _interleave(lists: Sequence[np.ndarray]) -> np.ndarray:
     return np.fromiter(merged, dtype=np.int64, count=len(merged))
 
 
+def _weighted_order(weights: np.ndarray, own: int, rng: np.random.Generator) -> np.ndarray:
+    """The items indicative of a class other than ``own`` in a random order drawn with
+    probability ∝ their strongest such weight (weighted sampling without replacement by
+    Efraimidis–Spirakis keys)."""
+    others = np.delete(weights, own, axis=0).max(0)
+    items = np.flatnonzero(others > 0)
+    keys = rng.exponential(size=len(items)) / others[items]
+    return items[np.argsort(keys, kind="stable")]
+
+
 def blurme_additions(
     user_items: Sequence[np.ndarray],
     codes: Mapping[str, np.ndarray],
-    lists: Mapping[str, Sequence[np.ndarray]],
+    weights: Mapping[str, np.ndarray],
     p: float,
+    rng: np.random.Generator | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """BlurMe's greedy obfuscation: the (user, item) pairs to add.
+    """BlurMe's obfuscation: the (user, item) pairs to add.
 
     User u gets k = ceil(p·|I_u|) items it has not rated (fewer only when the candidates run
-    out). Per attribute, u's candidates are the other classes' indicative lists merged round-robin
-    by rank (for a binary attribute: the opposite class's list, as in the paper); with several
-    attributes, u takes the next unrated candidate of each attribute in turn. Attributes whose
-    value u did not give contribute nothing.
+    out), taken in order from one candidate queue per attribute whose value u gave, the queues in
+    turn. Greedy (``rng`` None): the queue is the other classes' indicative lists merged
+    round-robin by rank (binary: the opposite class's list, strongest first, as in the paper).
+    Sampled (``rng`` given): the same items in a per-user random order drawn ∝ weight
+    (Weinsberg et al.'s "sampled" strategy), so that users of a class do not all get the same
+    few items.
     """
     check_blurme_p(p)
-    queues = {
+    greedy = {
         name: [
-            _interleave([lst for other, lst in enumerate(lists[name]) if other != own])
-            for own in range(len(lists[name]))
+            _interleave([x for other, x in enumerate(indicative_items(w)) if other != own])
+            for own in range(len(w))
         ]
-        for name in lists
+        for name, w in weights.items()
     }
     add_users: list[int] = []
     add_items: list[int] = []
     for user, rated in enumerate(user_items):
         k = math.ceil(p * len(rated))
-        own = [queues[a][int(codes[a][user])] for a in lists if codes[a][user] >= 0]
+        known = [(name, int(codes[name][user])) for name in weights if codes[name][user] >= 0]
+        if rng is None:
+            queues = [greedy[name][own] for name, own in known]
+        else:
+            queues = [_weighted_order(weights[name], own, rng) for name, own in known]
         taken = set(rated.tolist())
-        positions = [0] * len(own)
+        positions = [0] * len(queues)
         added = 0
-        while added < k and any(pos < len(q) for pos, q in zip(positions, own, strict=True)):
-            for i, queue in enumerate(own):
+        while added < k and any(pos < len(q) for pos, q in zip(positions, queues, strict=True)):
+            for i, queue in enumerate(queues):
                 while positions[i] < len(queue) and int(queue[positions[i]]) in taken:
                     positions[i] += 1
                 if positions[i] < len(queue) and added < k:

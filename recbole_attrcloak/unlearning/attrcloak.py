@@ -120,11 +120,6 @@ class AttrCloakTrainer(Trainer):
         # backward pass then costs nothing instead of a third pass through both losses.
         return combined.dot(torch.cat([p.reshape(-1) for p in self.user_params]))
 
-    def _refresh_reference(self) -> None:
-        if self.bound.target != "zero":
-            with torch.no_grad():
-                self.bound.refresh_reference(self.side.compute(self.model))
-
     def current_l_au(self) -> float:
         with torch.no_grad():
             return float(self.bound(self.side.compute(self.model)))
@@ -137,7 +132,9 @@ class AttrCloakTrainer(Trainer):
         steps = _Steps(train_data if self.mode == "dd" else None, chunk)
         best, best_step, done, reason = math.inf, 0, 0, "max_steps"
         bar = tqdm(total=max_steps, desc="AttrCloak", ncols=100, disable=not show_progress)
-        self._refresh_reference()
+        if self.bound.target != "zero":  # the random-label levels, once, from the original
+            with torch.no_grad():
+                self.bound.refresh_reference(self.side.compute(self.model))
         while done < max_steps:
             l_au = self.current_l_au()
             if l_au <= 0.0:
@@ -152,7 +149,6 @@ class AttrCloakTrainer(Trainer):
             self._train_epoch(steps.next_chunk(n), done // chunk)
             done += n
             bar.update(n)
-            self._refresh_reference()
             logger.info(
                 "AttrCloak step %d: L_AU %.4g  L_R %.4g  alpha_u %.3f",
                 done,
