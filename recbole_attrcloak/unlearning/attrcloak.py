@@ -6,7 +6,8 @@ DD: L_R = the model's own ``calculate_loss`` on batches of RecBole's train loade
 DF: L_R = Σ_u ‖e_u − e_u⁰‖² to the original representations (Eq. 21); no interaction is read.
 
 Runs on RecBole's ``Trainer`` through its hooks: ``_build_optimizer(params=...)`` gets the
-user-side parameters, ``_train_epoch(loss_func=...)`` gets the dual-objective loss.
+user-side parameters, ``_train_epoch(loss_func=...)`` gets the dual-objective loss (the shared
+base ``unlearning.base.UserSideTrainer``).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from typing import Any
 
 import torch
 from recbole.data.interaction import Interaction
-from recbole.trainer import Trainer
 from tqdm import tqdm
 
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.losses import GaussianMIBound, flat_grad, solve_alpha
-from recbole_attrcloak.registry import UserSide, user_side
+from recbole_attrcloak.registry import UserSide
+from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side
 
 logger = logging.getLogger(__name__)
 
@@ -56,41 +57,16 @@ class _Steps:
         return self
 
 
-class AttrCloakTrainer(Trainer):
-    """RecBole trainer whose optimiser holds only the user-side parameters and whose loss is
-    α_u-weighted L_AU + L_R."""
+class AttrCloakTrainer(UserSideTrainer):
+    """The user-side trainer whose per-batch loss is α_u-weighted L_AU + L_R."""
 
-    def __init__(
-        self,
-        config,
-        model,
-        side: UserSide,
-        bound: GaussianMIBound,
-        mode: str,
-    ) -> None:
-        self.side, self.bound, self.mode = side, bound, mode
-        self.user_params = [p for _, p in side.parameters(model)]
-        super().__init__(config, model)
-        with torch.no_grad():
-            self.reference = side.compute(model).detach()[1:].clone()
-        lower = 0.1 if mode == "df" else 0.0
-        self.bounds = (lower, 1.0)
-        self.trace: dict[str, list[float]] = {"l_au": [], "l_r": [], "alpha_u": []}
-
-    def _build_optimizer(self, **kwargs):
-        kwargs.setdefault("params", self.user_params)
-        kwargs.setdefault("learner", self.config["au_learner"])
-        kwargs.setdefault("learning_rate", float(self.config["au_learning_rate"]))
-        kwargs.setdefault("weight_decay", 0.0)
-        return super()._build_optimizer(**kwargs)
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        return super()._train_epoch(
-            train_data,
-            epoch_idx,
-            loss_func=loss_func or self.dual_objective_loss,
-            show_progress=show_progress,
+    def __init__(self, config, model, side: UserSide, bound: GaussianMIBound, mode: str) -> None:
+        self.bound, self.mode = bound, mode
+        super().__init__(
+            config, model, side, config["au_learner"], float(config["au_learning_rate"])
         )
+        self.bounds = (0.1 if mode == "df" else 0.0, 1.0)
+        self.trace: dict[str, list[float]] = {"l_au": [], "l_r": [], "alpha_u": []}
 
     def retention_loss(self, reps: torch.Tensor, interaction: Interaction) -> torch.Tensor:
         if self.mode == "dd":
@@ -98,7 +74,7 @@ class AttrCloakTrainer(Trainer):
             return sum(loss) if isinstance(loss, tuple) else loss
         return ((reps[1:] - self.reference) ** 2).sum()
 
-    def dual_objective_loss(self, interaction: Interaction) -> torch.Tensor:
+    def objective(self, interaction: Interaction) -> torch.Tensor:
         """Eq. 22 with α_u from Eq. 24–26 on the gradients w.r.t. the user-side parameters."""
         reps = self.side.compute(self.model)
         l_au = self.bound(reps)
@@ -164,20 +140,15 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
     """The ``--unlearn attrcloak`` defence: returns the unlearned copy and its report entry."""
     config = ctx.config
     model = copy.deepcopy(ctx.model)
-    side = user_side(model)
-    user_names = {name for name, _ in side.parameters(model)}
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in user_names)
     labels = {
         name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
         for name, lab in ctx.attributes.items()
     }
+    shrinkage = config["au_shrinkage"]
     bound = GaussianMIBound(
         labels,
         covariance=config["au_covariance"],
-        shrinkage=config["au_shrinkage"]
-        if config["au_shrinkage"] == "auto"
-        else float(config["au_shrinkage"]),
+        shrinkage=shrinkage if shrinkage == "auto" else float(shrinkage),
         ridge=float(config["au_ridge"]),
         target=config["au_target"],
         n_permutations=int(config["au_permutations"]),
@@ -185,13 +156,10 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         min_class_size=int(config["au_min_class_size"]),
         seed=int(config["seed"]),
     )
-    trainer = AttrCloakTrainer(config, model, side, bound, config["au_mode"])
-    initial = trainer.current_l_au()
-    outcome = trainer.unlearn(ctx.train_data, show_progress=bool(config["show_progress"]))
-    for param in model.parameters():
-        param.requires_grad_(True)
-    for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
+    with only_user_side(model) as side:
+        trainer = AttrCloakTrainer(config, model, side, bound, config["au_mode"])
+        initial = trainer.current_l_au()
+        outcome = trainer.unlearn(ctx.train_data, show_progress=bool(config["show_progress"]))
     info = {
         "mode": config["au_mode"],
         "solver": config["au_solver"],
@@ -201,7 +169,3 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         "trace": trainer.trace,
     }
     return DefenceResult(model, info)
-
-
-def _shrinkage(value) -> float | str:
-    return value if value == "auto" else float(value)

@@ -8,86 +8,31 @@ classes) or the distribution-to-distribution loss (MMD² between classes), and L
 user's original top-N ranking (``du_regularizer: ranking``) or the original user
 representations (``l2``). Only the user side of the model changes.
 
-Runs on RecBole's ``Trainer`` through its hooks, like AttrCloak: :class:`UserSideTrainer` holds
-what both share (optimiser over the user-side parameters only, loss hook, reference
-representations).
+Runs on RecBole's ``Trainer`` through its hooks, like AttrCloak (shared base:
+:class:`recbole_attrcloak.unlearning.base.UserSideTrainer`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from recbole.data.interaction import Interaction
-from recbole.trainer import Trainer
 from torch import Tensor, nn
 
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.losses import d2d_loss, u2u_loss
-from recbole_attrcloak.registry import UserSide, user_side
+from recbole_attrcloak.registry import UserSide
+from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("u2u", "d2d")
 REGULARIZERS = ("ranking", "l2")
-
-
-@contextlib.contextmanager
-def only_user_side(model: nn.Module) -> Iterator[UserSide]:
-    """Inside the block only the user-side parameters of ``model`` take gradients; afterwards all
-    do again and cached full-sort representations (GNNs, DMF) are dropped."""
-    side = user_side(model)
-    names = {name for name, _ in side.parameters(model)}
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in names)
-    try:
-        yield side
-    finally:
-        for param in model.parameters():
-            param.requires_grad_(True)
-        for name in getattr(model, "other_parameter_name", []):
-            setattr(model, name, None)
-
-
-class UserSideTrainer(Trainer):
-    """RecBole trainer whose optimiser holds only the user-side parameters (with its own learner
-    and learning rate, no weight decay) and whose per-batch loss is :meth:`objective`.
-    ``reference`` holds the original user representations (padding row dropped)."""
-
-    def __init__(
-        self, config, model: nn.Module, side: UserSide, learner: str, learning_rate: float
-    ) -> None:
-        self.side = side
-        self.user_params = [p for _, p in side.parameters(model)]
-        self.user_learner, self.user_learning_rate = learner, learning_rate
-        super().__init__(config, model)
-        with torch.no_grad():
-            self.reference = side.compute(model).detach()[1:].clone()
-
-    def _build_optimizer(self, **kwargs):
-        kwargs.setdefault("params", self.user_params)
-        kwargs.setdefault("learner", self.user_learner)
-        kwargs.setdefault("learning_rate", self.user_learning_rate)
-        kwargs.setdefault("weight_decay", 0.0)
-        return super()._build_optimizer(**kwargs)
-
-    def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
-        return super()._train_epoch(
-            train_data,
-            epoch_idx,
-            loss_func=loss_func or self.objective,
-            show_progress=show_progress,
-        )
-
-    def objective(self, interaction: Interaction) -> Tensor:
-        """The loss of one optimisation step."""
-        raise NotImplementedError
 
 
 def check_distance_config(config, method: str) -> None:
