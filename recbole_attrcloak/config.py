@@ -19,6 +19,7 @@ PROPERTIES = Path(__file__).parent / "properties"
 
 _CHOICES = {
     "au_mode": ("dd", "df"),
+    "au_dd_retention": ("train_loss", "ranking"),
     "au_solver": ("projected", "normalized", "paper", "fixed"),
     "au_covariance": ("shrinkage", "paper"),
     "au_target": ("random_labels", "zero"),

@@ -11,12 +11,23 @@ from recbole_attrcloak.registry import UserSide
 from tests.conftest import toy_config
 
 
-@pytest.mark.parametrize("model_name, mode", [("LightGCN", "dd"), ("NeuMF", "df")])
-def test_only_user_side_changes(model_name, mode, toy_root, tmp_path):
+@pytest.mark.parametrize(
+    "model_name, mode, retention",
+    [("LightGCN", "dd", "train_loss"), ("NeuMF", "df", "train_loss"), ("BPR", "dd", "ranking")],
+)
+def test_only_user_side_changes(model_name, mode, retention, toy_root, tmp_path):
     result = run(
         model_name,
         "toy",
-        config_dict=toy_config(toy_root, epochs=3, au_mode=mode, au_max_steps=10),
+        config_dict=toy_config(
+            toy_root,
+            epochs=3,
+            au_mode=mode,
+            au_max_steps=10,
+            au_dd_retention=retention,
+            au_dd_topk=10,
+            au_target="zero",
+        ),
         unlearn="attrcloak",
         output_dir=str(tmp_path / "out"),
     )
@@ -24,6 +35,7 @@ def test_only_user_side_changes(model_name, mode, toy_root, tmp_path):
     after = torch.load(result["checkpoint"]["weights"], weights_only=True)["state_dict"]
     user = {
         "LightGCN": ["user_embedding.weight"],
+        "BPR": ["user_embedding.weight"],
         "NeuMF": ["user_mf_embedding.weight", "user_mlp_embedding.weight"],
     }[model_name]
     assert result["unlearning"]["steps"] == 10

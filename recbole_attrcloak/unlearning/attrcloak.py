@@ -26,6 +26,7 @@ from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.losses import GaussianMIBound, flat_grad, solve_alpha
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side
+from recbole_attrcloak.unlearning.distance_unlearning import original_top_items
 
 logger = logging.getLogger(__name__)
 
@@ -66,13 +67,33 @@ class AttrCloakTrainer(UserSideTrainer):
             config, model, side, config["au_learner"], float(config["au_learning_rate"])
         )
         self.bounds = (0.1 if mode == "df" else 0.0, 1.0)
+        self.top_items = None
+        if mode == "dd" and config["au_dd_retention"] == "ranking":
+            self.top_items, _ = original_top_items(model, int(config["au_dd_topk"]))
         self.trace: dict[str, list[float]] = {"l_au": [], "l_r": [], "alpha_u": []}
 
     def retention_loss(self, reps: torch.Tensor, interaction: Interaction) -> torch.Tensor:
-        if self.mode == "dd":
-            loss = self.model.calculate_loss(interaction)
-            return sum(loss) if isinstance(loss, tuple) else loss
-        return ((reps[1:] - self.reference) ** 2).sum()
+        if self.mode == "df":
+            return ((reps[1:] - self.reference) ** 2).sum()
+        if self.top_items is not None:
+            return self.ranking_loss(interaction[self.model.USER_ID])
+        loss = self.model.calculate_loss(interaction)
+        return sum(loss) if isinstance(loss, tuple) else loss
+
+    def ranking_loss(self, users: torch.Tensor) -> torch.Tensor:
+        """BPR on the original model's ranking: for each user of the batch, one of its original
+        top-k items against a random item outside them (``au_dd_retention: ranking``)."""
+        top = self.top_items[users - 1]
+        pick = torch.randint(top.shape[1], (len(users),), device=users.device)
+        positives = top[torch.arange(len(users), device=users.device), pick]
+        negatives = torch.randint(1, self.model.n_items, (len(users),), device=users.device)
+        clash = (top == negatives[:, None]).any(1)
+        negatives[clash] = top[clash, -1]  # rare; the weakest top item keeps the term finite
+        pairs = torch.cat([positives, negatives])
+        scores = self.model.predict(
+            Interaction({self.model.USER_ID: users.repeat(2), self.model.ITEM_ID: pairs})
+        )
+        return -torch.nn.functional.logsigmoid(scores[: len(users)] - scores[len(users) :]).mean()
 
     def objective(self, interaction: Interaction) -> torch.Tensor:
         """Eq. 22 with α_u from Eq. 24–26 on the gradients w.r.t. the user-side parameters."""
