@@ -24,7 +24,13 @@ from recbole_attrcloak.audit import AuditSettings, audit_representations
 from recbole_attrcloak.config import build_config, check_config, checkpoint_settings
 from recbole_attrcloak.context import RunContext
 from recbole_attrcloak.data.attributes import AttributeLabels, encode_attribute, read_user_file
-from recbole_attrcloak.registry import get_defence, get_model, get_trainer, user_side
+from recbole_attrcloak.registry import (
+    clear_cached_representations,
+    get_defence,
+    get_model,
+    get_trainer,
+    user_side,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +118,7 @@ def run(
             seconds["audit_unlearned"] = time.perf_counter() - tic
         seconds["total"] = time.perf_counter() - started
 
-        content = report.build(
-            config, checkpoint_path, stages, result, seconds, {k: labels[k] for k in labels}
-        )
+        content = report.build(config, checkpoint_path, stages, result, seconds, labels)
         content["output_dir"] = str(out)
         if export_embeddings:
             content["embeddings"] = report.save_embeddings(
@@ -257,19 +261,12 @@ def _drop_padding(labels: AttributeLabels) -> AttributeLabels:
 def evaluate_utility(config: Config, model: torch.nn.Module, valid_data, test_data) -> dict:
     """NDCG/Hit at the configured cut-offs on the validation and test splits."""
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    _clear_caches(model)
+    clear_cached_representations(model)
     results = {}
     for split, data in (("valid", valid_data), ("test", test_data)):
         scores = trainer.evaluate(data, load_best_model=False, show_progress=False)
         results[split] = {k: float(v) for k, v in scores.items()}
     return results
-
-
-def _clear_caches(model: torch.nn.Module) -> None:
-    """Drop the cached full-sort representations of GNN/DMF models so scores use the current
-    parameters."""
-    for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
 
 
 def _log_to(path: Path) -> logging.Handler:

@@ -158,6 +158,13 @@ def user_side(model: nn.Module) -> UserSide:
     )
 
 
+def clear_cached_representations(model: nn.Module) -> None:
+    """Drop the full-sort caches of GNN/DMF models (``restore_user_e``, ``i_embedding``...), so
+    scores and saved checkpoints reflect the current parameters."""
+    for name in getattr(model, "other_parameter_name", []):
+        setattr(model, name, None)
+
+
 #: ``--unlearn`` names → "module:function" of the defence (imported on use).
 DEFENCES: dict[str, str] = {
     "none": "",

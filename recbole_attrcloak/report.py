@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recbole_attrcloak.registry import clear_cached_representations
+
 UTILITY_KEYS = ("ndcg@5", "ndcg@10", "hit@5", "hit@10")
 
 
@@ -48,8 +50,7 @@ def save_recbole_checkpoint(path: Path, config, model: torch.nn.Module) -> str:
     """A checkpoint in RecBole's own format (loads with ``load_data_and_model``)."""
     if path.exists():
         raise FileExistsError(f"refusing to overwrite {path}")
-    for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
+    clear_cached_representations(model)
     checkpoint = {
         "config": config,
         "epoch": 0,

@@ -25,8 +25,7 @@ from tqdm import tqdm
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.losses import GaussianMIBound, flat_grad, solve_alpha
 from recbole_attrcloak.registry import UserSide
-from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side
-from recbole_attrcloak.unlearning.distance_unlearning import original_top_items
+from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side, original_top_items
 
 logger = logging.getLogger(__name__)
 
@@ -47,9 +46,11 @@ class _Steps:
             if self.source is None:
                 yield Interaction({})
                 continue
+            if self._iter is None:
+                self._iter = iter(self.source)
             try:
-                yield next(self._iter)  # type: ignore[arg-type]
-            except (StopIteration, TypeError):
+                yield next(self._iter)
+            except StopIteration:  # a new pass over the train loader
                 self._iter = iter(self.source)
                 yield next(self._iter)
 

@@ -12,7 +12,7 @@ from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from torch import Tensor, nn
 
-from recbole_attrcloak.registry import UserSide, user_side
+from recbole_attrcloak.registry import UserSide, clear_cached_representations, user_side
 
 
 @contextlib.contextmanager
@@ -28,8 +28,7 @@ def only_user_side(model: nn.Module) -> Iterator[UserSide]:
     finally:
         for param in model.parameters():
             param.requires_grad_(True)
-        for name in getattr(model, "other_parameter_name", []):
-            setattr(model, name, None)
+        clear_cached_representations(model)
 
 
 class UserSideTrainer(Trainer):
@@ -65,3 +64,35 @@ class UserSideTrainer(Trainer):
     def objective(self, interaction: Interaction) -> Tensor:
         """The loss of one optimisation step."""
         raise NotImplementedError
+
+
+def all_scores(model: nn.Module, users: Tensor) -> Tensor:
+    """Scores of ``users`` × all items, (len(users), n_items), by the model's full-sort scorer,
+    or its pointwise scorer where it has none (as RecBole's evaluator does)."""
+    try:
+        return model.full_sort_predict(Interaction({model.USER_ID: users})).view(len(users), -1)
+    except NotImplementedError:
+        items = torch.arange(model.n_items, device=users.device)
+        pairs = Interaction(
+            {
+                model.USER_ID: users.repeat_interleave(len(items)),
+                model.ITEM_ID: items.repeat(len(users)),
+            }
+        )
+        return model.predict(pairs).view(len(users), -1)
+
+
+@torch.no_grad()
+def original_top_items(model: nn.Module, n: int, batch: int = 256) -> tuple[Tensor, Tensor]:
+    """Each real user's top-``n`` items (best first) under the current model and their scores,
+    both (n_users − 1, n)."""
+    model.eval()
+    users = torch.arange(1, model.n_users, device=model.device)
+    items, scores = [], []
+    for chunk in users.split(batch):
+        all_items = all_scores(model, chunk)
+        all_items[:, 0] = -torch.inf  # RecBole's padding item
+        top = all_items.topk(n, dim=1)
+        items.append(top.indices)
+        scores.append(top.values)
+    return torch.cat(items), torch.cat(scores)

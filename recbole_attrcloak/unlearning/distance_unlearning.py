@@ -27,7 +27,11 @@ from torch import Tensor, nn
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.losses import d2d_loss, u2u_loss
 from recbole_attrcloak.registry import UserSide
-from recbole_attrcloak.unlearning.base import UserSideTrainer, only_user_side
+from recbole_attrcloak.unlearning.base import (
+    UserSideTrainer,
+    only_user_side,
+    original_top_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,38 +62,6 @@ def cross_class_pairs(codes: np.ndarray) -> int:
     """Unordered pairs of users with known, different classes (the terms of ``u2u_loss``)."""
     counts = np.bincount(codes[codes >= 0])
     return int((counts.sum() ** 2 - (counts**2).sum()) // 2)
-
-
-def all_scores(model: nn.Module, users: Tensor) -> Tensor:
-    """Scores of ``users`` × all items, (len(users), n_items), by the model's full-sort scorer,
-    or its pointwise scorer where it has none (as RecBole's evaluator does)."""
-    try:
-        return model.full_sort_predict(Interaction({model.USER_ID: users})).view(len(users), -1)
-    except NotImplementedError:
-        items = torch.arange(model.n_items, device=users.device)
-        pairs = Interaction(
-            {
-                model.USER_ID: users.repeat_interleave(len(items)),
-                model.ITEM_ID: items.repeat(len(users)),
-            }
-        )
-        return model.predict(pairs).view(len(users), -1)
-
-
-@torch.no_grad()
-def original_top_items(model: nn.Module, n: int, batch: int = 256) -> tuple[Tensor, Tensor]:
-    """Each real user's top-``n`` items (best first) under the current model and their scores,
-    both (n_users − 1, n)."""
-    model.eval()
-    users = torch.arange(1, model.n_users, device=model.device)
-    items, scores = [], []
-    for chunk in users.split(batch):
-        all_items = all_scores(model, chunk)
-        all_items[:, 0] = -torch.inf  # RecBole's padding item
-        top = all_items.topk(n, dim=1)
-        items.append(top.indices)
-        scores.append(top.values)
-    return torch.cat(items), torch.cat(scores)
 
 
 def _gaps(scores: Tensor) -> Tensor:
