@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
+from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed
 
 from recbole_attrcloak import compat, report
@@ -187,13 +188,10 @@ def _load_config(
 
 
 def _model(config: Config, train_data, valid_data, ckpt: dict | None, path: str | None):
-    """The checkpoint's model, or one trained now with RecBole's trainer (best epoch kept)."""
+    """The checkpoint's model, or one trained now (best validation epoch kept) and its path."""
     model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
     if ckpt is None:
-        trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-        trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
-        path = trainer.saved_model_file
-        ckpt = compat.load_checkpoint(path)
+        return model, fit_model(config, model, train_data, valid_data).saved_model_file
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
@@ -203,6 +201,15 @@ def _model(config: Config, train_data, valid_data, ckpt: dict | None, path: str 
         ) from None
     model.load_other_parameter(ckpt.get("other_parameter"))
     return model, str(path)
+
+
+def fit_model(config: Config, model: torch.nn.Module, train_data, valid_data) -> Trainer:
+    """Train ``model`` with the trainer for ``config``'s model and load its best epoch on the
+    validation metric (also used by the retraining defences)."""
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
+    trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
+    model.load_state_dict(compat.load_checkpoint(trainer.saved_model_file)["state_dict"])
+    return trainer
 
 
 def load_attributes(config: Config, dataset) -> dict[str, AttributeLabels]:

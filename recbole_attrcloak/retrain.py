@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
 from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
-from recbole_attrcloak import compat
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.data.obfuscation import (
     blurme_additions,
@@ -36,8 +34,8 @@ from recbole_attrcloak.data.obfuscation import (
     user_item_lists,
     with_profiles,
 )
-from recbole_attrcloak.quick_start import load_attributes
-from recbole_attrcloak.registry import get_model, get_trainer
+from recbole_attrcloak.quick_start import fit_model, load_attributes
+from recbole_attrcloak.registry import get_model
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +54,6 @@ _ALREADY_APPLIED = {
     "discretization": None,
     "threshold": None,
 }
-
-
-def fit_model(config: Config, model: torch.nn.Module, train_data, valid_data) -> Trainer:
-    """Train ``model`` with the trainer for ``config``'s model and load its best epoch on the
-    validation metric (as the pipeline does when it trains the original model)."""
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
-    model.load_state_dict(compat.load_checkpoint(trainer.saved_model_file)["state_dict"])
-    return trainer
 
 
 def training_summary(trainer: Trainer) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from recbole.utils import init_seed
 from recbole_attrcloak.config import build_config
 from recbole_attrcloak.context import RunContext
 from recbole_attrcloak.model.rap import RAPBPR, run_rap
-from recbole_attrcloak.quick_start import load_attributes, run
-from recbole_attrcloak.retrain import fit_model, run_blurme, run_ldp
+from recbole_attrcloak.quick_start import fit_model, load_attributes, run
+from recbole_attrcloak.retrain import run_blurme, run_ldp
 from recbole_attrcloak.unlearning.distance_unlearning import run_d2d, run_u2u
 from tests.conftest import toy_config
 

@@ -24,9 +24,9 @@ from recbole.utils import init_seed
 from torch import Tensor, nn
 
 from recbole_attrcloak.context import DefenceResult, RunContext
-from recbole_attrcloak.quick_start import load_attributes
+from recbole_attrcloak.quick_start import fit_model, load_attributes
 from recbole_attrcloak.registry import MODELS, TRAINERS, register_user_side
-from recbole_attrcloak.retrain import fit_model, training_summary
+from recbole_attrcloak.retrain import training_summary
 
 
 def check_rap_config(config) -> None:
