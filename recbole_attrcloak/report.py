@@ -39,7 +39,8 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _finite_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    state = model.state_dict()
+    """The model's weights on the CPU (portable to machines without a GPU), all finite."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise FloatingPointError(f"refusing to save non-finite weights: {bad[:3]}")

@@ -28,7 +28,7 @@ def _context(root, out, model_name="BPR", **extra) -> RunContext:
     dataset = create_dataset(config)
     train, valid, test = data_preparation(config, dataset)
     model_class = BPR if model_name == "BPR" else RAPBPR
-    model = model_class(config, train._dataset)
+    model = model_class(config, train._dataset).to(config["device"])
     fit_model(config, model, train, valid)
     labels = load_attributes(config, dataset)
     return RunContext(config, dataset, train, valid, test, model, labels, out)
@@ -73,7 +73,7 @@ def test_rap_adversary_holds_the_attacker_at_chance(toy_root, tmp_path):
     trainers = {}
     for name, ctx in (("free", free), ("adv", adversarial)):
         init_seed(ctx.config["seed"], True)
-        model = RAPBPR(ctx.config, ctx.train_data._dataset)
+        model = RAPBPR(ctx.config, ctx.train_data._dataset).to(ctx.config["device"])
         trainers[name] = fit_model(ctx.config, model, ctx.train_data, ctx.valid_data)
     free_loss = [att for _, att in trainers["free"].loss_parts]
     adv_loss = [att for _, att in trainers["adv"].loss_parts]

@@ -22,7 +22,7 @@ def stock_checkpoint(toy_root, tmp_path_factory):
     init_seed(config["seed"], True)
     dataset = create_dataset(config)
     train, valid, _ = data_preparation(config, dataset)
-    model = get_model("BPR")(config, train._dataset)
+    model = get_model("BPR")(config, train._dataset).to(config["device"])
     trainer = Trainer(config, model)
     trainer.fit(train, valid, saved=True, show_progress=False)
     return trainer.saved_model_file

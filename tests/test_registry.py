@@ -30,7 +30,7 @@ def _build(model_name: str, root):
     config = build_config(model_name, "toy", overrides=toy_config(root))
     dataset = create_dataset(config)
     train, _, _ = data_preparation(config, dataset)
-    return get_model(model_name)(config, train._dataset), dataset
+    return get_model(model_name)(config, train._dataset).to(config["device"]), dataset
 
 
 @pytest.mark.parametrize("model_name", sorted(EXPECTED))
