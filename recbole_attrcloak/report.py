@@ -159,10 +159,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _fmt(metric: Mapping[str, float] | None) -> str:
+def _fmt(metric: Mapping[str, Any] | None, test: Mapping[str, Any] | None) -> str:
+    """``mean ± std [ci95] p=…`` of one attacker under one protocol."""
     if not metric:
         return "–"
-    return f"{metric['mean']:.3f} ± {metric['std']:.3f}"
+    text = f"{metric['mean']:.3f} ± {metric['std']:.3f}"
+    if "ci95" in metric:
+        text += " [{:.3f}, {:.3f}]".format(*metric["ci95"])
+    if test:
+        text += f" p={test['p_value']:.2g}"
+    return text
 
 
 def markdown(content: Mapping[str, Any]) -> str:
@@ -183,7 +189,9 @@ def markdown(content: Mapping[str, Any]) -> str:
         "## Attribute inference (balanced accuracy; chance = 1/k)",
         "",
         "Shadow protocol (paper: 20 % of users train the attacker) and k-fold protocol (attacker "
-        "trains on most users: stronger). p: permutation test against shuffled labels.",
+        "trains on most users: stronger). Each cell: mean ± std over splits, [bootstrap 95 % "
+        "interval], p = one-sided permutation p-value above chance (shuffled embeddings; "
+        "docs/audit.md).",
         "",
         "| stage | attribute | chance | majority | attacker | shadow | k-fold | verdict |",
         "|---|---|---|---|---|---|---|---|",
@@ -196,9 +204,11 @@ def markdown(content: Mapping[str, Any]) -> str:
             for attacker in attackers:
                 shadow = res.get(attacker, {}).get("balanced_accuracy")
                 kfold = res.get("kfold", {}).get(attacker, {}).get("balanced_accuracy")
+                tests = res.get("significance", {})
                 lines.append(
                     f"| {name} | {attr} | {res['chance']:.3f} | {res['majority']:.3f} | "
-                    f"{attacker} | {_fmt(shadow)} | {_fmt(kfold)} | {verdict} |"
+                    f"{attacker} | {_fmt(shadow, tests.get('shadow', {}).get(attacker))} | "
+                    f"{_fmt(kfold, tests.get('kfold', {}).get(attacker))} | {verdict} |"
                 )
     lines += ["", "## Embedding spectrum", "", "| stage | effective rank | log10 condition |"]
     lines.append("|---|---|---|")

@@ -43,13 +43,17 @@ def test_round_trip_prints_a_table_and_writes_json(exported, tmp_path, capsys):
     table = capsys.readouterr().out
     assert "| original | gender | shadow | 0.500 |" in table
     assert "| unlearned | age | shadow |" in table
+    assert table.count("(p=") == 2 * 2 * 2  # stages x attributes x attackers
 
     report = json.loads(output.read_text())
     assert report["settings"]["protocols"] == ["shadow"]
     assert set(report["stages"]) == {"original", "unlearned"}
     gender = report["stages"]["original"]["gender"]
     assert (gender["n_users"], gender["n_missing"]) == (240, 1)
-    assert gender["strongest"]["verdict"].startswith("leakage detected")
+    assert gender["strongest"]["verdict"].startswith("leakage detected (shadow/")
+    assert gender["significance"]["shadow"]["mlp"]["p_value"] < 0.01
+    clean = report["stages"]["unlearned"]["gender"]["strongest"]
+    assert clean["p_value"] > 0.05 and clean["verdict"].startswith("no leakage detectable")
     assert report["stages"]["original"]["age"]["classes"] == [
         "18-24",
         "25-34",

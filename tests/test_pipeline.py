@@ -34,7 +34,11 @@ def test_report_shape(original_run):
         for metric in ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc"):
             assert set(gender[attacker][metric]) >= {"mean", "std"}
     assert stage["privacy"]["age"]["n_missing"] == 10  # users 0, 17, ..., 153 gave no age
-    assert (out / "report.md").read_text().startswith("# BPR on toy")
+    markdown = (out / "report.md").read_text()
+    assert markdown.startswith("# BPR on toy")
+    p_value = gender["significance"]["shadow"]["mlp"]["p_value"]
+    ci = gender["mlp"]["balanced_accuracy"]["ci95"]
+    assert f"[{ci[0]:.3f}, {ci[1]:.3f}] p={p_value:.2g}" in markdown
     assert (out / "recbole.log").stat().st_size > 0
     assert report["seconds"]["train"] > 0
 

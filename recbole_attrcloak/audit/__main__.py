@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
         "--audit",
         choices=("quick", "full"),
         default="full",
-        help="quick: shadow protocol, mlp + xgboost, no permutation test; "
-        "full (default): both protocols, six attackers, permutation test (docs/audit.md)",
+        help="quick: shadow protocol, mlp + xgboost; full (default): both protocols, six "
+        "attackers; both with permutation tests (docs/audit.md)",
     )
     parser.add_argument("--output", help="write the full report here as JSON")
     parser.add_argument("--stage", help="audit only this stage (default: every stage)")
@@ -94,8 +94,15 @@ def load_attributes(
     return {name: encode_attribute(name, rows[name].tolist()) for name in names}
 
 
+def _cell(scores: dict, test: dict | None) -> str:
+    """Balanced accuracy, with its permutation p-value when the pair was tested."""
+    cell = f"{scores['balanced_accuracy']['mean']:.3f}"
+    return cell if test is None else f"{cell} (p={test['p_value']:.2g})"
+
+
 def markdown(reports: dict[str, dict], settings: AuditSettings) -> str:
-    """Balanced accuracy per attacker and protocol, then the verdict per stage and attribute."""
+    """Balanced accuracy (and p-value) per attacker and protocol, then the verdict per stage and
+    attribute."""
     attackers = list(settings.attackers)
     lines = [
         "| stage | attribute | protocol | chance | " + " | ".join(attackers) + " |",
@@ -105,13 +112,17 @@ def markdown(reports: dict[str, dict], settings: AuditSettings) -> str:
         for attribute, entry in report.items():
             for protocol in settings.protocols:
                 scores = entry if protocol == "shadow" else entry[protocol]
-                cells = [f"{scores[a]['balanced_accuracy']['mean']:.3f}" for a in attackers]
+                tests = entry["significance"][protocol]
+                cells = [_cell(scores[a], tests.get(a)) for a in attackers]
                 lines.append(
                     f"| {stage} | {attribute} | {protocol} | {entry['chance']:.3f} | "
                     + " | ".join(cells)
                     + " |"
                 )
-    lines += ["", "| stage | attribute | strongest | balanced acc. | gap | p | verdict |"]
+    lines += [
+        "",
+        "| stage | attribute | strongest | balanced acc. | gap | familywise p | verdict |",
+    ]
     lines.append("|---" * 7 + "|")
     for stage, report in reports.items():
         for attribute, entry in report.items():

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from recbole_attrcloak.audit.attackers import ATTACKERS, make_attacker
-from recbole_attrcloak.audit.metrics import balanced_accuracy, confusion_matrix, split_metrics
+from recbole_attrcloak.audit.metrics import split_metrics
 from recbole_attrcloak.audit.metrics import summarise as summarise_metrics
 from recbole_attrcloak.audit.protocols import (
     PROTOCOLS,
@@ -30,25 +30,31 @@ from recbole_attrcloak.audit.protocols import (
 from recbole_attrcloak.audit.significance import (
     bootstrap_balanced_accuracy,
     bootstrap_weights,
+    combine_folds,
+    held_out_scores,
     interval,
+    maxt_adjusted,
     permutation_settled,
     permutation_summary,
+    subset_permutations,
 )
 from recbole_attrcloak.data.attributes import AttributeLabels
 
 _PERMUTATIONS_PER_JOB = 5
-_JOBS_PER_ROUND = 4  # permutations run in rounds of 20, so a settled test can stop early
+_JOBS_PER_ROUND = 4  # refit permutations run in rounds of 20, so a settled test can stop early
 
 
 @dataclass
 class AuditSettings:
     """What an audit runs. The defaults are the ``full`` preset.
 
-    ``significance_attackers``: the attackers the permutation test retrains on
-    ``n_permutations`` label shuffles per protocol, fixed before any result is seen (``None``:
-    logreg when audited, else the first attacker). ``n_resamples``: bootstrap resamples behind
-    each confidence interval. ``alpha``: the level at which the verdict calls a difference from
-    chance significant.
+    Every (protocol, attacker) pair gets a permutation test (docs/audit.md). Audited
+    ``refit_attackers`` (by default the cheap ones, a few hundredths of a second per fit) are
+    retrained on up to ``n_permutations`` shuffles under the k-fold protocol; every other pair is
+    tested with its trained attackers held fixed, on ``n_held_out_permutations`` shuffles of the
+    users they were not trained on (no fit at all).
+    ``n_resamples``: bootstrap resamples behind each confidence interval. ``alpha``: the level at
+    which the verdict calls a difference from chance significant.
     """
 
     protocols: tuple[str, ...] = PROTOCOLS
@@ -58,7 +64,8 @@ class AuditSettings:
     n_folds: int = 5
     kfold_repeats: int = 1
     n_permutations: int = 100
-    significance_attackers: tuple[str, ...] | None = None
+    n_held_out_permutations: int = 1000
+    refit_attackers: tuple[str, ...] = ("logreg", "knn")
     n_resamples: int = 2000
     alpha: float = 0.05
     n_jobs: int = 2
@@ -76,29 +83,24 @@ class AuditSettings:
                 )
         for attacker in self.attackers:
             make_attacker(attacker, 0)
-        if self.significance_attackers is None:
-            self.significance_attackers = (
-                ("logreg",) if "logreg" in self.attackers else self.attackers[:1]
-            )
-        self.significance_attackers = tuple(self.significance_attackers)
-        unknown = set(self.significance_attackers) - set(self.attackers)
-        if unknown:
-            raise ValueError(f"significance_attackers {sorted(unknown)} are not audited attackers")
+        self.refit_attackers = tuple(self.refit_attackers)
+        for attacker in self.refit_attackers:
+            make_attacker(attacker, 0)
         if not 0 < self.shadow_fraction < 1:
             raise ValueError(f"shadow_fraction must lie in (0, 1), got {self.shadow_fraction}")
         if self.seeds < 1 or self.n_folds < 2 or self.kfold_repeats < 1:
             raise ValueError("seeds and kfold_repeats must be >= 1, n_folds >= 2")
-        if self.n_permutations < 0 or self.n_resamples < 1:
-            raise ValueError("n_permutations must be >= 0 and n_resamples >= 1")
+        if min(self.n_permutations, self.n_held_out_permutations) < 0 or self.n_resamples < 1:
+            raise ValueError("permutation counts must be >= 0 and n_resamples >= 1")
 
     @classmethod
     def preset(cls, name: str) -> AuditSettings:
         """``full``: both protocols, every attacker, permutation tests (the defaults).
-        ``quick``: the paper's shadow protocol with its MLP and XGBoost, no permutation test."""
+        ``quick``: the paper's shadow protocol with its MLP and XGBoost (held-out tests only)."""
         if name == "full":
             return cls()
         if name == "quick":
-            return cls(protocols=("shadow",), attackers=("mlp", "xgboost"), n_permutations=0)
+            return cls(protocols=("shadow",), attackers=("mlp", "xgboost"))
         raise ValueError(f"unknown audit preset {name!r}; choose from: quick, full")
 
 
@@ -171,21 +173,57 @@ def _fit_predict(
 
 def _null_scores(
     X: np.ndarray,
-    permuted: np.ndarray,
+    y: np.ndarray,
+    perms: np.ndarray,
     splits: Sequence[Split],
     attacker: str,
     seeds: Sequence[int],
 ) -> np.ndarray:
-    """Mean balanced accuracy over splits for each row of permuted labels."""
-    n_classes = int(permuted.max()) + 1
-    scores = np.zeros(len(permuted))
-    with _fit_environment():
-        for row, y in enumerate(permuted):
-            for s, seed in zip(splits, seeds, strict=True):
-                model = make_attacker(attacker, seed).fit(X[s.train], y[s.train])
-                pred = _class_proba(model, X[s.test], n_classes).argmax(axis=1)
-                scores[row] += balanced_accuracy(confusion_matrix(y[s.test], pred, n_classes))
-    return scores / len(splits)
+    """Mean balanced accuracy over splits of ``attacker`` retrained on ``X[perm]`` (the labels,
+    splits and seeds fixed), for each row ``perm`` of ``perms``."""
+    identity, n_classes = np.arange(len(y))[None], int(y.max()) + 1
+    tests = [s.test for s in splits]
+    scores = np.zeros(len(perms))
+    for row, perm in enumerate(perms):
+        probas = _fit_predict(X[perm], y, splits, attacker, seeds)
+        preds = [proba.argmax(axis=1) for proba in probas]
+        scores[row] = held_out_scores(y, tests, preds, identity, n_classes)[0]
+    return scores
+
+
+def _group_tests(scores: np.ndarray, keys: Sequence[tuple[str, str]], method: str) -> dict:
+    """Per-pair summaries of a (1 + n_permutations, n_pairs) score matrix (row 0 observed) whose
+    rows share their shuffles, with max-T adjusted p-values over the pairs."""
+    above, below = maxt_adjusted(scores), maxt_adjusted(-scores)
+    return {
+        key: {
+            "method": method,
+            **permutation_summary(scores[:, j]),
+            "p_familywise": float(above[j]),
+            "p_familywise_below": float(below[j]),
+        }
+        for j, key in enumerate(keys)
+    }
+
+
+def _combined_folds(per_fold: Sequence[dict], keys: Sequence[tuple[str, str]]) -> dict:
+    """One test per pair from the k-fold protocol's per-fold held-out tests (combine_folds)."""
+    combined = {}
+    for key in keys:
+        tests = [fold[key] for fold in per_fold]
+        combined[key] = {
+            "method": "held_out_per_fold",
+            "observed": float(np.mean([t["observed"] for t in tests])),
+            **{
+                field: combine_folds([t[field] for t in tests])
+                for field in ("p_value", "p_value_below", "p_familywise", "p_familywise_below")
+            },
+            "null_mean": float(np.mean([t["null_mean"] for t in tests])),
+            "null_std": None,
+            "n_permutations": tests[0]["n_permutations"],
+            "fold_p_values": [t["p_value"] for t in tests],
+        }
+    return combined
 
 
 class _Runner:
@@ -233,8 +271,9 @@ class _Runner:
             )
         self._intervals(name, y, n_classes, splits, preds, metrics)
 
-        tested = {p: list(s.significance_attackers) if s.n_permutations else [] for p in splits}
-        significance = self._permutation_tests(name, X, y, splits, seeds, tested, metrics)
+        significance = self._significance(name, X, y, splits, seeds, preds)
+        for (p, a), test in significance.items():
+            test["ci95"] = metrics[p, a]["balanced_accuracy"]["ci95"]
 
         entry: dict = {
             "chance": 1 / n_classes,
@@ -248,7 +287,10 @@ class _Runner:
             entry.update({a: metrics["shadow", a] for a in s.attackers})
         if "kfold" in s.protocols:
             entry["kfold"] = {a: metrics["kfold", a] for a in s.attackers}
-        entry["significance"] = significance
+        entry["significance"] = {
+            p: {a: significance[p, a] for a in s.attackers if (p, a) in significance}
+            for p in s.protocols
+        }
         entry["strongest"] = _strongest(metrics, significance, 1 / n_classes, s.alpha)
         entry["seconds"] = time.perf_counter() - start
         return entry
@@ -273,80 +315,144 @@ class _Runner:
             )
             metrics[p, a]["balanced_accuracy"]["ci95"] = interval(replicates)
 
-    def _permutation_tests(
+    def _significance(
         self,
         name: str,
         X: np.ndarray,
         y: np.ndarray,
         splits: dict[str, list[Split]],
         seeds: dict[str, list[int]],
-        tested: dict[str, list[str]],
-        metrics: dict,
-    ) -> dict[str, dict[str, dict]]:
-        """Rerun the tested attackers on shuffled labels (the same shuffles for all of them).
+        preds: dict[tuple[str, str], list[np.ndarray]],
+    ) -> dict[tuple[str, str], dict]:
+        """A permutation test for every (protocol, attacker) pair.
 
-        Permutations run in rounds; a test stops early once both tails hold enough null scores
-        to show that neither p-value can become small (sequential Monte Carlo test).
+        Pairs are tested in groups that share their shuffles (shadow held-out, k-fold refit,
+        k-fold held-out per fold); ``p_familywise`` is max-T adjusted within a group, then
+        Bonferroni-adjusted for the number of groups.
         """
-        rng = np.random.default_rng(_derived_seed(self.settings.seed, name, "permutations"))
-        permuted = np.array([rng.permutation(y) for _ in range(self.settings.n_permutations)])
-        starts = range(0, len(permuted), _PERMUTATIONS_PER_JOB)
-        chunks = [permuted[i : i + _PERMUTATIONS_PER_JOB] for i in starts]
-        keys = [(p, a) for p in tested for a in tested[p]]
-        observed = {key: metrics[key]["balanced_accuracy"]["mean"] for key in keys}
-        null: dict[tuple[str, str], list[np.ndarray]] = {key: [] for key in observed}
-        active = list(observed)
-        for first in range(0, len(chunks), _JOBS_PER_ROUND):
-            round_chunks = chunks[first : first + _JOBS_PER_ROUND]
-            runs = [(p, a, chunk) for p, a in active for chunk in round_chunks]
+        s = self.settings
+        refit = [a for a in s.attackers if a in s.refit_attackers and s.n_permutations]
+        fixed = [a for a in s.attackers if a not in refit] if s.n_held_out_permutations else []
+        groups = []
+        if "shadow" in splits and s.n_held_out_permutations:
+            shadow = {a: preds["shadow", a] for a in s.attackers}
+            groups.append(self._held_out_tests(name, y, splits["shadow"], shadow))
+        if "kfold" in splits and refit:
+            kfold = {a: preds["kfold", a] for a in refit}
+            groups.append(self._refit_tests(name, X, y, splits["kfold"], seeds["kfold"], kfold))
+        if "kfold" in splits and fixed:
+            kfold = {a: preds["kfold", a] for a in fixed}
+            groups.append(self._per_fold_tests(name, y, splits["kfold"], kfold))
+        tests = {}
+        for group in groups:
+            for key, test in group.items():
+                for field in ("p_familywise", "p_familywise_below"):
+                    test[field] = min(1.0, len(groups) * test[field])
+                tests[key] = test
+        return tests
+
+    def _held_out_tests(
+        self, name: str, y: np.ndarray, splits: list[Split], preds: dict[str, list[np.ndarray]]
+    ) -> dict[tuple[str, str], dict]:
+        """Shadow protocol: shuffle the users that no shadow set contains (the attackers of every
+        split test them and none trained on them) among themselves, attackers held fixed."""
+        rng = np.random.default_rng(_derived_seed(self.settings.seed, name, "held_out"))
+        trained = np.concatenate([split.train for split in splits])
+        never_trained = np.setdiff1d(np.arange(len(y)), trained)
+        perms = subset_permutations(
+            len(y), never_trained, self.settings.n_held_out_permutations, rng
+        )
+        tests, n_classes = [split.test for split in splits], int(y.max()) + 1
+        scores = [held_out_scores(y, tests, pred, perms, n_classes) for pred in preds.values()]
+        return _group_tests(np.column_stack(scores), [("shadow", a) for a in preds], "held_out")
+
+    def _per_fold_tests(
+        self, name: str, y: np.ndarray, splits: list[Split], preds: dict[str, list[np.ndarray]]
+    ) -> dict[tuple[str, str], dict]:
+        """K-fold protocol without refits: each fold's test users are shuffled among themselves
+        against that fold's fixed attackers (exact for the fold, not for the mean over folds,
+        whose other attackers trained on these users); the folds' p-values are then combined."""
+        rng = np.random.default_rng(_derived_seed(self.settings.seed, name, "per_fold"))
+        keys, n_classes = [("kfold", a) for a in preds], int(y.max()) + 1
+        per_fold = []
+        for i, split in enumerate(splits):
+            perms = subset_permutations(
+                len(y), split.test, self.settings.n_held_out_permutations, rng
+            )
+            scores = [
+                held_out_scores(y, [split.test], [pred[i]], perms, n_classes)
+                for pred in preds.values()
+            ]
+            per_fold.append(_group_tests(np.column_stack(scores), keys, "held_out"))
+        return _combined_folds(per_fold, keys)
+
+    def _refit_tests(
+        self,
+        name: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        splits: list[Split],
+        seeds: list[int],
+        preds: dict[str, list[np.ndarray]],
+    ) -> dict[tuple[str, str], dict]:
+        """Retrain each attacker of ``preds`` (its observed predictions by split) on embeddings
+        shuffled over all users, the same shuffles for all of them.
+
+        Permutations run in rounds; the test stops early once every attacker has enough null
+        scores on both sides of its observed score to show that no p-value can become small
+        (sequential Monte Carlo test).
+        """
+        rng = np.random.default_rng(_derived_seed(self.settings.seed, name, "refit"))
+        perms = subset_permutations(len(y), np.arange(len(y)), self.settings.n_permutations, rng)
+        tests, n_classes = [split.test for split in splits], int(y.max()) + 1
+        # rows of scores per attacker: the observed one (identity), then the null ones so far
+        rows = {
+            a: [held_out_scores(y, tests, pred, perms[:1], n_classes)] for a, pred in preds.items()
+        }
+        per_round = _PERMUTATIONS_PER_JOB * _JOBS_PER_ROUND
+        for first in range(1, len(perms), per_round):
+            runs = [
+                (a, perms[i : i + _PERMUTATIONS_PER_JOB])
+                for a in preds
+                for i in range(first, min(first + per_round, len(perms)), _PERMUTATIONS_PER_JOB)
+            ]
             jobs = [
-                (len(c) * len(splits[p]), delayed(_null_scores)(X, c, splits[p], a, seeds[p]))
-                for p, a, c in runs
+                (len(chunk) * len(splits), delayed(_null_scores)(X, y, chunk, splits, a, seeds))
+                for a, chunk in runs
             ]
-            for (p, a, _), scores in zip(runs, self._run(jobs), strict=True):
-                null[p, a].append(scores)
-            active = [
-                key
-                for key in active
-                if not permutation_settled(observed[key], np.concatenate(null[key]))
-            ]
-            if not active:
+            for (a, _), scores in zip(runs, self._run(jobs), strict=True):
+                rows[a].append(scores)
+            settled = [permutation_settled(r[0][0], np.concatenate(r[1:])) for r in rows.values()]
+            if all(settled):
                 break
-        significance: dict[str, dict[str, dict]] = {p: {} for p in tested}
-        for (p, a), scores in null.items():
-            summary = permutation_summary(observed[p, a], np.concatenate(scores))
-            significance[p][a] = {**summary, "ci95": metrics[p, a]["balanced_accuracy"]["ci95"]}
-        return significance
+        scores = np.column_stack([np.concatenate(r) for r in rows.values()])
+        return _group_tests(scores, [("kfold", a) for a in preds], "refit")
 
 
 def _strongest(
     metrics: dict[tuple[str, str], dict],
-    significance: dict[str, dict[str, dict]],
+    tests: dict[tuple[str, str], dict],
     chance: float,
     alpha: float,
 ) -> dict:
     """The best attack over protocols and attackers, and a one-line verdict.
 
-    The verdict rests on the permutation tests (retrained attackers; see docs/audit.md for why
-    not on the intervals), their p-values Bonferroni-adjusted for the m tested pairs: leakage
-    when the smallest adjusted p above chance is <= alpha, else over-correction when a pair's
-    adjusted p below chance is <= alpha. Without a permutation test it falls back, marked as
+    The verdict rests on the familywise permutation p-values (see docs/audit.md for why not on
+    the intervals): leakage when the smallest ``p_familywise`` is <= alpha (``tested`` names that
+    pair, ties going to the higher score), else over-correction when some pair's
+    ``p_familywise_below`` is <= alpha. Without any permutation test it falls back, marked as
     such, on the strongest pair's 95 % interval.
     """
     protocol, attacker = max(metrics, key=lambda key: metrics[key]["balanced_accuracy"]["mean"])
     ba = metrics[protocol, attacker]["balanced_accuracy"]
-    tests = {
-        (p, a): test for p, by_attacker in significance.items() for a, test in by_attacker.items()
-    }
-    m = len(tests)
-    above = {key: min(1.0, m * test["p_value"]) for key, test in tests.items()}
     if tests:
-        tested = min(above, key=above.get)
-        flagged = [key for key, test in tests.items() if m * test["p_value_below"] <= alpha]
-        evidence = f"{tested[0]}/{tested[1]}, p={above[tested]:.2g}"
-        leaks = above[tested] <= alpha
+        tested = min(tests, key=lambda key: (tests[key]["p_familywise"], -tests[key]["observed"]))
+        p_value = tests[tested]["p_familywise"]
+        flagged = [key for key, test in tests.items() if test["p_familywise_below"] <= alpha]
+        evidence = f"{tested[0]}/{tested[1]}, familywise p={p_value:.2g}"
+        leaks = p_value <= alpha
     else:
-        tested = None
+        tested = p_value = None
         flagged = [key for key in metrics if metrics[key]["balanced_accuracy"]["ci95"][1] < chance]
         evidence = "95% CI, no permutation test"
         leaks = ba["ci95"][0] > chance
@@ -362,7 +468,7 @@ def _strongest(
         "balanced_accuracy": ba["mean"],
         "gap_to_chance": ba["mean"] - chance,
         "ci95": ba["ci95"],
-        "p_value": above[tested] if tested else None,
+        "p_value": p_value,
         "tested": f"{tested[0]}/{tested[1]}" if tested else None,
         "below_chance": [f"{p}/{a}" for p, a in flagged],
         "verdict": verdict,

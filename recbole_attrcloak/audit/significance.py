@@ -1,20 +1,26 @@
 """Is an attacker's balanced accuracy more (or less) than chance can explain?
 
-Two resampling schemes, each answering a different question:
+The null hypothesis of every test: the embeddings carry no information about the attribute, i.e.
+the users' embedding rows are exchangeable whatever their labels. Permuting rows among users then
+leaves the distribution of any statistic unchanged, which makes these permutation tests exact:
 
-- a permutation test: the attack is rerun on shuffled labels over the same splits; the shuffled
-  runs give the null distribution of the statistic (mean balanced accuracy over splits) when the
-  embeddings carry no information about the attribute, whatever the attacker or the class sizes;
-- a bootstrap confidence interval of the same statistic, resampling *users* (Poisson weights,
-  shared by every split a user is tested in) with the trained attackers held fixed. It says how
-  much the score depends on which users happened to be tested, not how much it would vary with
-  retraining, so it is too narrow to test against chance: two users in different folds help
-  each other's attacker in both directions, which widens the spread of a cross-validated score
-  (by ~1.4x for 5-fold on pure noise; docs/audit.md).
+- refit: the attack is rerun with the embedding rows shuffled over all users (labels, splits and
+  attacker seeds fixed);
+- held-out: the trained attackers are held fixed and only the rows of users that none of them
+  was trained on are shuffled, which costs no fit at all.
+
+One set of shuffles serves every attacker of a test, so the null distribution of the *strongest*
+attacker is known too: Westfall & Young's single-step max-T gives familywise-adjusted p-values.
+
+The bootstrap confidence interval resamples *users* (Poisson weights, shared by every split a
+user is tested in) with the trained attackers held fixed. It says how much the score depends on
+which users happened to be tested, not how much it would vary with retraining, so it is too
+narrow to test against chance (by ~1.4x for 5-fold on pure noise; docs/audit.md).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,16 +45,82 @@ def permutation_settled(observed: float, null: np.ndarray, enough: int = 10) -> 
     return min(np.count_nonzero(null >= observed), np.count_nonzero(null <= observed)) >= enough
 
 
-def permutation_summary(observed: float, null: np.ndarray) -> dict[str, float | int]:
-    """Both one-sided p-values and the null distribution's mean and std for one attacker."""
+def permutation_summary(scores: np.ndarray) -> dict[str, float | int]:
+    """Both one-sided p-values and the null's mean and std; ``scores[0]`` is the observed score,
+    the rest the null scores of one attacker."""
+    observed, null = float(scores[0]), scores[1:]
     return {
-        "observed": float(observed),
+        "observed": observed,
         "p_value": permutation_p_value(observed, null),
         "p_value_below": permutation_p_value(-observed, -null),
         "null_mean": float(np.mean(null)),
         "null_std": float(np.std(null, ddof=1)) if len(null) > 1 else 0.0,
         "n_permutations": int(len(null)),
     }
+
+
+def maxt_adjusted(scores: np.ndarray) -> np.ndarray:
+    """Westfall–Young single-step max-T adjusted p-values (upper tail), one per column.
+
+    ``scores`` is (1 + n_permutations, n_attackers): row 0 observed, the other rows the same
+    permutations scored by every attacker. Each column is standardised by its mean and standard
+    deviation over all rows (so attackers with a wider null do not dominate; a function of the set
+    of rows, which keeps them exchangeable); the adjusted p of column j is the share of rows whose
+    largest standardised score reaches column j's observed one. Its minimum over the columns is
+    an exact p-value for "the strongest attacker beats chance", with no Bonferroni penalty.
+    """
+    spread = scores.std(axis=0)
+    z = (scores - scores.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    largest = np.sort(z.max(axis=1))
+    return (len(z) - np.searchsorted(largest, z[0])) / len(z)
+
+
+def combine_folds(p_values: Sequence[float]) -> float:
+    """One valid p-value from the per-fold p-values of the same attacker: ``K/r`` times the r-th
+    smallest of the K, with r = ceil(K/2) (Rüschendorf's quantile rule; the folds' tests are
+    dependent, and this bound holds under any dependence)."""
+    ordered = np.sort(np.asarray(p_values, dtype=float))
+    r = math.ceil(len(ordered) / 2)
+    return float(min(1.0, len(ordered) / r * ordered[r - 1]))
+
+
+def subset_permutations(
+    n_users: int, subset: np.ndarray, n_permutations: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Row indices (1 + n_permutations, n_users): row 0 the identity, each other row a random
+    permutation of ``subset`` among itself (the other users keep their own row)."""
+    perms = np.tile(np.arange(n_users), (n_permutations + 1, 1))
+    for row in perms[1:]:
+        row[subset] = rng.permutation(subset)
+    return perms
+
+
+def split_balanced_accuracy(y: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
+    """Balanced accuracy of each row of predictions ``preds`` (n_rows, n_test) for labels ``y``."""
+    cells = y * n_classes + preds + (np.arange(len(preds)) * n_classes**2)[:, None]
+    counts = np.bincount(cells.ravel(), minlength=len(preds) * n_classes**2)
+    return balanced_accuracy(counts.reshape(len(preds), n_classes, n_classes))
+
+
+def held_out_scores(
+    y: np.ndarray,
+    tests: Sequence[np.ndarray],
+    preds: Sequence[np.ndarray],
+    perms: np.ndarray,
+    n_classes: int,
+) -> np.ndarray:
+    """Mean balanced accuracy over splits of fixed attackers, for each row of ``perms``.
+
+    ``tests[s]`` are split s's test users, ``preds[s]`` their predicted classes. Row b of
+    ``perms`` gives user u the embedding (hence the prediction) of user ``perms[b, u]``; it may
+    only move users within every split's test set, so no attacker's training changes.
+    """
+    scores = np.zeros(len(perms))
+    for test, pred in zip(tests, preds, strict=True):
+        by_user = np.full(perms.shape[1], -1)
+        by_user[test] = pred
+        scores += split_balanced_accuracy(y[test], by_user[perms[:, test]], n_classes)
+    return scores / len(tests)
 
 
 def bootstrap_weights(n_users: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
