@@ -23,6 +23,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--audit", choices=["quick", "full"], help="audit preset")
     parser.add_argument("--output_dir", help="where the report and checkpoints go")
     parser.add_argument("--export_embeddings", action="store_true", help="write embeddings.npz")
+    parser.add_argument(
+        "--original_report",
+        metavar="REPORT.json",
+        help="reuse the original audit of an earlier run on the same --checkpoint",
+    )
     parser.add_argument("--tune", metavar="SPEC.yaml", help="run a Ray Tune sweep (docs/tune.md)")
     parser.add_argument("--ray_address", help="--tune: join this Ray cluster (or RAY_ADDRESS)")
     parser.add_argument("--resume", action="store_true", help="--tune: run only missing trials")
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tune:
         return _sweep(args, overrides, extra)
     try:
+        original = _original_stage(args) if args.original_report else None
         report = run(
             model=args.model,
             dataset=args.dataset,
@@ -55,12 +61,36 @@ def main(argv: list[str] | None = None) -> int:
             output_dir=args.output_dir,
             export_embeddings=args.export_embeddings,
             progress=True,
+            original_stage=original,
         )
     except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {report['output_dir']}/report.md")
     return 0
+
+
+def _original_stage(args: argparse.Namespace) -> dict:
+    """The ``original`` stage of ``--original_report``, which must describe ``--checkpoint``."""
+    import json
+    from pathlib import Path
+
+    if not args.checkpoint:
+        raise ValueError("--original_report needs the --checkpoint that report audited")
+    path = Path(args.original_report)
+    try:
+        earlier = json.loads(path.read_text())
+        audited = Path(earlier["checkpoint"]["original"])
+        stage = earlier["stages"]["original"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"--original_report {path}: not a recbole-attrcloak report ({exc})"
+        ) from None
+    # a relative path is relative to the earlier run's working directory, often its output_dir
+    candidates = (audited, path.parent / audited.name)
+    if Path(args.checkpoint).resolve() not in {c.resolve() for c in candidates}:
+        raise ValueError(f"--original_report {path} audited {audited}, not {args.checkpoint}")
+    return stage
 
 
 def _sweep(args: argparse.Namespace, overrides: dict, extra: list[str]) -> int:

@@ -57,8 +57,9 @@ def run(
 
     ``config_dict`` takes any RecBole or recbole-attrcloak key; ``unlearn`` and ``attributes``
     are shortcuts for the ``unlearn`` and ``sensitive_attributes`` keys. ``original_stage`` is
-    the original model's audit from an earlier run on the same checkpoint and settings (a
-    sweep's cache): it is reused instead of auditing the original again.
+    the original model's audit from an earlier run on the same checkpoint (a sweep's cache, or
+    ``--original_report``): it is reused instead of auditing the original again, and must have
+    been audited with the same preset and seed.
     """
     started = time.perf_counter()
     overrides = dict(config_dict or {})
@@ -85,6 +86,7 @@ def run(
         ctx = RunContext(config, data, train_data, valid_data, test_data, model_obj, labels, out)
         settings = AuditSettings.preset(config["audit"])
         settings.seed = int(config["audit_seed"])
+        audited_with = {"preset": str(config["audit"]), "seed": settings.seed}
 
         stages: dict[str, Any] = {}
         embeddings: dict[str, np.ndarray] = {}
@@ -93,8 +95,14 @@ def run(
             stages["original"], embeddings["original"] = audit_model(
                 ctx, model_obj, settings, progress
             )
+            stages["original"]["audit"] = audited_with
             seconds["audit_original"] = time.perf_counter() - tic
         else:
+            if original_stage.get("audit") != audited_with:
+                raise ValueError(
+                    f"the reused original audit ran with {original_stage.get('audit')}, "
+                    f"this run audits with {audited_with}"
+                )
             stages["original"] = copy.deepcopy(dict(original_stage))
             embeddings["original"] = user_representations(model_obj)
 
@@ -115,6 +123,7 @@ def run(
             )
             tic = time.perf_counter()
             stages["unlearned"], reps = audit_model(after, outcome.model, settings, progress)
+            stages["unlearned"]["audit"] = audited_with
             embeddings["unlearned"] = _align(reps, user_tokens(after.dataset), tokens)
             seconds["audit_unlearned"] = time.perf_counter() - tic
         seconds["total"] = time.perf_counter() - started

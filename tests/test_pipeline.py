@@ -215,3 +215,30 @@ def test_unknown_method_and_model(toy_root, tmp_path):
         run("BPR", "toy", unlearn="magic", output_dir=str(tmp_path / "o"))
     with pytest.raises(ValueError, match="unknown model 'Nope'"):
         run("Nope", "toy", config_dict=toy_config(toy_root), output_dir=str(tmp_path / "p"))
+
+
+def test_cli_reuses_the_original_audit_of_the_same_checkpoint(original_run, toy_root, tmp_path):
+    import shutil
+
+    import yaml
+
+    from recbole_attrcloak.cli import main
+
+    report, out = original_run
+    checkpoint = report["checkpoint"]["original"]
+    config = tmp_path / "toy.yaml"
+    config.write_text(yaml.safe_dump(toy_config(toy_root)))
+    common = ["-m", "BPR", "-d", "toy", "--config_files", str(config)]
+    reuse = ["--original_report", str(out / "report.json")]
+
+    code = main([*common, "--checkpoint", checkpoint, *reuse, "--output_dir", str(tmp_path / "a")])
+    again = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert code == 0 and "audit_original" not in again["seconds"]
+    assert (
+        again["stages"]["original"]
+        == json.loads((out / "report.json").read_text())["stages"]["original"]
+    )
+
+    other = str(shutil.copy(checkpoint, tmp_path / "other.pth"))  # same weights, another file
+    code = main([*common, "--checkpoint", other, *reuse, "--output_dir", str(tmp_path / "b")])
+    assert code == 2 and not (tmp_path / "b" / "report.json").exists()
