@@ -118,14 +118,20 @@ def test_loss_dtype_and_per_attribute_match_forward():
     assert float(bound(emb)) == pytest.approx(np.mean(list(values.values())), rel=1e-12)
 
 
-def _dense_terms(emb: np.ndarray, labels: np.ndarray, covariance: str) -> tuple[float, float]:
+def _dense_terms(
+    emb: np.ndarray,
+    labels: np.ndarray,
+    covariance: str,
+    shrinkage: float | str = 0.1,
+    ridge: float = 1e-6,
+) -> tuple[float, float]:
     """(M_j, C_j) of Eq. 13-18 written out with loops, explicit inverses and slogdet."""
     x = emb[labels >= 0]
     lab = labels[labels >= 0]
     n, d = x.shape
     mu_g = x.mean(0)
     s_g = (x - mu_g).T @ (x - mu_g) / n
-    eps = 1e-6 * np.trace(s_g) / d if covariance == "shrinkage" else 1e-6
+    eps = ridge * np.trace(s_g) / d if covariance == "shrinkage" else ridge
     cov_g = s_g + eps * np.eye(d)
     inv_g = np.linalg.inv(cov_g)
     mean_term = kl = 0.0
@@ -134,7 +140,8 @@ def _dense_terms(emb: np.ndarray, labels: np.ndarray, covariance: str) -> tuple[
         mu = xc.mean(0)
         s_k = (xc - mu).T @ (xc - mu) / len(xc)
         if covariance == "shrinkage":
-            s_k = 0.9 * s_k + 0.1 * s_g
+            lam = d / (len(xc) + d) if shrinkage == "auto" else shrinkage
+            s_k = (1 - lam) * s_k + lam * s_g
         w = len(xc) / n
         kl += w * _dense_kl(mu, s_k + eps * np.eye(d), mu_g, cov_g)
         mean_term += w * 0.5 * (mu - mu_g) @ inv_g @ (mu - mu_g)
@@ -151,6 +158,35 @@ def test_zero_target_matches_dense_reference(covariance):
     bound = GaussianMIBound({"a": torch.from_numpy(labels)}, covariance=covariance, target="zero")
     got = bound.per_attribute(torch.from_numpy(emb))["a"]
     assert got == pytest.approx(sum(_dense_terms(emb, labels, covariance)), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "covariance, shrinkage, ridge, dtype",
+    [
+        ("shrinkage", "auto", 0.1, torch.float32),  # the defaults: float32 statistics
+        ("shrinkage", 0.0, 1e-3, torch.float32),  # classes smaller than d, no shrinkage
+        ("shrinkage", "auto", 1e-4, torch.float64),  # small ridge: float64
+        ("paper", 0.1, 1e-4, torch.float64),
+    ],
+)
+def test_whitened_terms_match_dense_reference(covariance, shrinkage, ridge, dtype):
+    rng = np.random.default_rng(12)
+    n, d = 120, 16
+    labels = np.arange(n) % 9  # classes of 13-14 users, fewer than d
+    scales = np.logspace(0, -2, d)  # an anisotropic spectrum, as trained embeddings have
+    emb = rng.standard_normal((n, d)) * scales + 0.2 * scales * (labels[:, None] % 3)
+    bound = GaussianMIBound(
+        {"a": torch.from_numpy(labels)},
+        covariance=covariance,
+        shrinkage=shrinkage,
+        ridge=ridge,
+        target="zero",
+    )
+    assert bound.dtype == dtype
+    got = bound._terms(0, bound._attribute_users(0, torch.from_numpy(emb)))
+    want = _dense_terms(emb, labels, covariance, shrinkage, ridge)
+    rel = 1e-4 if dtype == torch.float32 else 1e-9
+    assert [float(t) for t in got] == pytest.approx(want, rel=rel)
 
 
 def test_unknown_users_are_left_out_entirely():
@@ -272,7 +308,8 @@ def test_random_labels_target_is_zero_without_signal_and_positive_with_it():
 
 def test_random_labels_hinges_mean_and_covariance_terms_separately():
     # Planted mean shift, identical class covariances: M_j is far above its random-label level,
-    # C_j below it. The loss is M_j/M_j⁰ − 1 alone (a joint hinge would subtract the C_j slack).
+    # C_j below it. The loss is (M_j/M_j⁰ − 1)² alone (a joint hinge would subtract the C_j
+    # slack), and max_excess is M_j/M_j⁰ − 1.
     g = torch.Generator().manual_seed(9)
     base = torch.randn(150, 6, generator=g, dtype=torch.float64)
     emb = torch.cat([base, base + 0.4])
@@ -283,10 +320,13 @@ def test_random_labels_hinges_mean_and_covariance_terms_separately():
     mean_term, cov_term = _dense_terms(emb.numpy(), labels.numpy(), "shrinkage")
     assert mean_term > mean_ref + 0.05
     assert cov_term < cov_ref
-    assert float(bound(emb)) == pytest.approx(mean_term / mean_ref - 1.0, rel=1e-9)
+    assert float(bound(emb)) == pytest.approx((mean_term / mean_ref - 1.0) ** 2, rel=1e-9)
+    assert bound.max_excess == pytest.approx(mean_term / mean_ref - 1.0, rel=1e-9)
     stricter = GaussianMIBound({"g": labels}, seed=2, target_ratio=0.5)
     stricter.refresh_reference(emb)
-    assert float(stricter(emb)) == pytest.approx(mean_term / (0.5 * mean_ref) - 1.0, rel=1e-9)
+    excess = mean_term / (0.5 * mean_ref) - 1.0
+    assert float(stricter(emb)) == pytest.approx(excess**2, rel=1e-9)
+    assert stricter.max_excess == pytest.approx(excess, rel=1e-9)
 
 
 def test_random_labels_reference_is_seeded_and_hinge_has_no_grad_below_it():

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import scipy.sparse
 import torch
 
 from recbole_attrcloak import report
 from recbole_attrcloak.quick_start import run
 from recbole_attrcloak.registry import UserSide
+from recbole_attrcloak.unlearning.attrcloak import sample_outside, training_history
+from recbole_attrcloak.unlearning.base import original_top_items, user_param_groups
 from tests.conftest import toy_config
 
 
@@ -38,7 +41,7 @@ def test_only_user_side_changes(model_name, mode, retention, toy_root, tmp_path)
         "BPR": ["user_embedding.weight"],
         "NeuMF": ["user_mf_embedding.weight", "user_mlp_embedding.weight"],
     }[model_name]
-    assert result["unlearning"]["steps"] == 10
+    assert len(result["unlearning"]["trace"]["l_au"]) == 10  # target zero: never met
     for name, value in before.items():
         if name in user:
             assert not torch.equal(value, after[name]), name
@@ -62,3 +65,79 @@ def test_model_without_user_side_parameters():
     side = UserSide(("user_embedding.",))
     with pytest.raises(ValueError, match="no user-side parameters"):
         side.parameters(torch.nn.Linear(2, 2))
+
+
+def test_df_keeps_the_first_state_that_meets_the_target(toy_root, tmp_path):
+    tol = 0.02
+    result = run(
+        "BPR",
+        "toy",
+        config_dict=toy_config(toy_root, epochs=3, au_mode="df", au_target_tol=tol),
+        unlearn="attrcloak",
+        output_dir=str(tmp_path / "out"),
+    )
+    outcome = result["unlearning"]
+    excess = outcome["trace"]["excess"]
+    kept = outcome["steps"]
+    assert outcome["stop_reason"] == "target_reached"
+    assert excess[0] > tol  # the planted gender signal is above its target at the start
+    assert excess[kept] <= tol and all(e > tol for e in excess[:kept])
+    # the returned model is the kept state: every term at most tol above its target
+    assert outcome["final_l_au"] <= 2 * tol**2 + 1e-9
+
+
+def test_relative_learning_rates_scale_with_each_tensors_rms():
+    table = torch.full((2, 2), 0.5)  # RMS 0.5
+    bias = torch.zeros(3)  # no scale of its own: the RMS of all user-side entries, sqrt(1/7)
+    groups = user_param_groups([table, bias], 0.02, relative=True)
+    assert [g["params"] for g in groups] == [[table], [bias]]
+    assert groups[0]["lr"] == pytest.approx(0.01)
+    assert groups[1]["lr"] == pytest.approx(0.02 * (1 / 7) ** 0.5)
+    (single,) = user_param_groups([table, bias], 0.02, relative=False)
+    assert single["lr"] == 0.02 and single["params"] == [table, bias]
+
+
+class _FixedScores(torch.nn.Module):
+    """Two real users (ids 1, 2) scoring five items (0 = padding) by a fixed table."""
+
+    USER_ID = "user_id"
+    n_users, n_items, device = 3, 5, torch.device("cpu")
+    table = torch.tensor([[0.0] * 5, [9.0, 1.0, 4.0, 3.0, 2.0], [9.0, 5.0, 1.0, 2.0, 3.0]])
+
+    def full_sort_predict(self, interaction):
+        return self.table[interaction[self.USER_ID]]
+
+
+def test_top_items_leave_out_the_excluded_items():
+    model = _FixedScores()
+    items, scores = original_top_items(model, 2)
+    assert items.tolist() == [[2, 3], [1, 4]]  # padding item 0 never counts
+    exclude = torch.zeros(2, 5, dtype=torch.bool)
+    exclude[0, 2] = exclude[1, 1] = True  # e.g. each user's training item
+    items, scores = original_top_items(model, 2, exclude)
+    assert items.tolist() == [[3, 4], [4, 3]]
+    assert scores.tolist() == [[3.0, 2.0], [3.0, 2.0]]
+
+
+def test_training_history_marks_each_users_training_items():
+    class _Data:
+        class _dataset:  # noqa: N801 - RecBole's attribute name
+            @staticmethod
+            def inter_matrix(form):
+                return scipy.sparse.coo_matrix(([1.0, 1.0, 1.0], ([1, 1, 2], [3, 4, 1])), (3, 5))
+
+    history = training_history(_Data(), _FixedScores())
+    want = [[True, False, False, True, True], [True, True, False, False, False]]
+    assert history.tolist() == want  # item 0, RecBole's padding, counts as seen
+
+
+def test_negatives_are_drawn_outside_the_excluded_items():
+    torch.manual_seed(0)
+    excluded = torch.zeros(200, 10, dtype=torch.bool)
+    excluded[:, :5] = True  # items 1..4 (and the padding item 0) are never negatives
+    rows = torch.arange(200).repeat(3)
+    picks = sample_outside(excluded, rows, tries=64)
+    assert len(picks) == 600 and picks.min() >= 5 and picks.max() <= 9
+    # Nothing allowed: still a valid item id (the last draw), never the padding item.
+    picks = sample_outside(torch.ones(50, 10, dtype=torch.bool), torch.arange(50), tries=4)
+    assert picks.min() >= 1 and picks.max() <= 9
