@@ -110,3 +110,7 @@ def check_config(config: Config) -> None:
             raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
     if float(config["au_learning_rate"]) <= 0:
         raise ValueError(f"au_learning_rate must be > 0, got {config['au_learning_rate']!r}")
+    if not isinstance(config["au_relative_lr"], bool):
+        raise ValueError(f"au_relative_lr must be true or false, got {config['au_relative_lr']!r}")
+    if float(config["au_target_tol"]) < 0:
+        raise ValueError(f"au_target_tol must be >= 0, got {config['au_target_tol']!r}")
