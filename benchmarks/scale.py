@@ -218,18 +218,19 @@ def df_unlearn(
         for _ in range(min(chunk, max_steps - len(trace))):
             tic = time.perf_counter()
             l_au = bound(emb)
-            l_r = ((emb - original) ** 2).sum()
-            g_au = flat_grad(l_au, [emb])
-            g_r = flat_grad(l_r, [emb], retain_graph=False)
+            g_au = flat_grad(l_au, [emb], retain_graph=False)
+            g_r = (emb.detach() - original).mul_(2.0).reshape(-1)  # ∇ Σ‖e − e⁰‖², no graph
             w = solve_alpha(
                 g_au, g_r, solver=s["au_solver"], bounds=DF_ALPHA_BOUNDS, fixed_alpha=fixed
             )
             trace.append(float(l_au.detach()))
             distance = trace[-1] if bound.target == "zero" else bound.max_excess
             if distance < kept_distance:
-                kept, kept_step, kept_distance = emb.detach().clone(), len(trace) - 1, distance
+                kept = emb.detach().clone() if kept is original else kept.copy_(emb.detach())
+                kept_step, kept_distance = len(trace) - 1, distance
             optimiser.zero_grad()
-            emb.grad = (w.w_au * g_au + w.w_r * g_r).view_as(emb)
+            emb.grad = g_au.mul_(w.w_au).add_(g_r, alpha=w.w_r).view_as(emb)  # in place
+            del g_r
             optimiser.step()
             _sync(device)
             step_s.append(time.perf_counter() - tic)

@@ -171,3 +171,31 @@ def test_projected_removes_only_the_conflicting_part():
         )
         w = solve_alpha(g_au, g_r)
         assert float((w.w_au * g_au + w.w_r * g_r) @ g_au) > 0
+
+
+def _reference(g_au: torch.Tensor, g_r: torch.Tensor, solver: str) -> tuple[float, torch.Tensor]:
+    """Eq. 26 on explicit float64 vectors (the direct form the Gram-matrix solver replaces): α_u
+    in [0, 1] and the step α_u·a + (1 − α_u)·b."""
+    a, b = g_au.double(), g_r.double()
+    if solver == "projected" and float(a @ b) < 0:
+        b = b - float(a @ b) / float(a @ a) * a
+    if solver != "paper":
+        a, b = a / a.norm(), b / b.norm()
+    diff = a - b
+    alpha = min(max(float(-(diff @ b)) / float(diff @ diff), 0.0), 1.0)
+    return alpha, alpha * a + (1.0 - alpha) * b
+
+
+@pytest.mark.parametrize("solver", ["paper", "normalized", "projected"])
+def test_gram_form_matches_direct_float64_on_long_float32_vectors(monkeypatch, solver):
+    # Chunks of 1000 entries cut the 12 345-entry vectors unevenly; float32 input as in a run.
+    monkeypatch.setattr("recbole_attrcloak.losses.moo._CHUNK", 1000)
+    gen = torch.Generator().manual_seed(1)
+    for scale_r in (0.01, 1.0, 30.0):
+        g_au = torch.randn(12_345, generator=gen)
+        g_r = scale_r * (torch.randn(12_345, generator=gen) - 0.5 * g_au)
+        w = solve_alpha(g_au, g_r, solver=solver, bounds=(0.0, 1.0))
+        alpha, step = _reference(g_au, g_r, solver)
+        assert w.alpha_u == pytest.approx(alpha, rel=1e-6)
+        ours = w.w_au * g_au.double() + w.w_r * g_r.double()
+        assert torch.allclose(ours, step, rtol=1e-5, atol=1e-9 * float(step.abs().max()))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_attrcloak.losses import GaussianMIBound, gaussian_kl, gaussian_kl_terms
+from recbole_attrcloak.losses import GaussianMIBound, gaussian_kl, gaussian_kl_terms, mutual_info
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +183,7 @@ def test_whitened_terms_match_dense_reference(covariance, shrinkage, ridge, dtyp
         target="zero",
     )
     assert bound.dtype == dtype
-    got = bound._terms(0, bound._attribute_users(0, torch.from_numpy(emb)))
+    (got,) = bound._attribute_terms(torch.from_numpy(emb))
     want = _dense_terms(emb, labels, covariance, shrinkage, ridge)
     rel = 1e-4 if dtype == torch.float32 else 1e-9
     assert [float(t) for t in got] == pytest.approx(want, rel=rel)
@@ -385,3 +385,152 @@ def test_errors_and_dropped_classes():
     lonely[0] = 1
     with pytest.raises(ValueError, match="'x'.*fewer than 2 classes with >= 2 users"):
         GaussianMIBound({"x": lonely})
+
+
+def _whitened_terms(
+    x: torch.Tensor, sizes: list[int], covariance: str, shrinkage: float | str, ridge: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(M_j, C_j) as the bound computed them before the class statistics: every user whitened,
+    class means and scatters from (n, d) tensors. x: the covered users grouped by class."""
+    n, d = x.shape
+    codes = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    counts = torch.tensor(sizes, dtype=x.dtype)
+    eye = torch.eye(d, dtype=x.dtype)
+    centred = x - x.mean(0)
+    scatter_g = centred.T @ centred / n
+    if covariance == "paper":
+        eps = torch.tensor(ridge, dtype=x.dtype)
+        lam = torch.zeros(len(sizes), 1, 1, dtype=x.dtype)
+    else:
+        eps = ridge * scatter_g.diagonal().sum() / d
+        lam = d / (counts + d) if shrinkage == "auto" else torch.full_like(counts, shrinkage)
+        lam = lam[:, None, None]
+    chol_g = torch.linalg.cholesky(scatter_g + eps * eye)
+    z = torch.linalg.solve_triangular(chol_g, centred.T, upper=False).T
+    means = torch.zeros(len(sizes), d, dtype=x.dtype).index_add(0, codes, z) / counts[:, None]
+    within = z - means[codes]
+    scatter = torch.stack([c.T @ c for c in within.split(sizes)]) / counts[:, None, None]
+    inv_chol = torch.linalg.solve_triangular(chol_g, eye, upper=False)
+    cov_k = (1.0 - lam) * (scatter + eps * (inv_chol @ inv_chol.T)) + lam * eye
+    log_det = 2.0 * torch.linalg.cholesky(cov_k).diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    cov_terms = 0.5 * (cov_k.diagonal(dim1=-2, dim2=-1).sum(-1) - log_det - d)
+    weights = counts / n
+    return weights @ (0.5 * means.square().sum(1)), weights @ cov_terms
+
+
+def _dense_loss(
+    emb: torch.Tensor, labels: dict, min_class_size: int, seed: int, **kw
+) -> tuple[torch.Tensor, list[list[float]]]:
+    """L_AU computed the former way (float64, (n, d) copies per attribute), and the random-label
+    levels (M_j⁰, C_j⁰) from the same seeded permutations as the bound's first refresh."""
+    generator = torch.Generator().manual_seed(seed)
+    losses, levels = [], []
+    for lab in labels.values():
+        counts = torch.bincount(lab[lab >= 0])
+        kept = counts >= min_class_size
+        covered = torch.nonzero((lab >= 0) & kept[lab.clamp(min=0)]).flatten()
+        users = covered[torch.argsort(lab[covered], stable=True)]
+        sizes = counts[kept].tolist()
+        x = emb.index_select(0, users)
+        terms = torch.stack(
+            _whitened_terms(x, sizes, kw["covariance"], kw["shrinkage"], kw["ridge"])
+        )
+        if kw["target"] == "zero":
+            losses.append(terms.sum())
+            continue
+        reference = torch.zeros(2, dtype=emb.dtype)
+        with torch.no_grad():
+            for _ in range(kw["n_permutations"]):
+                perm = torch.randperm(len(users), generator=generator)
+                args = (kw["covariance"], kw["shrinkage"], kw["ridge"])
+                reference += torch.stack(_whitened_terms(x[perm], sizes, *args))
+        reference /= kw["n_permutations"]
+        levels.append(reference.tolist())
+        losses.append(torch.relu(terms / (kw["target_ratio"] * reference) - 1.0).square().sum())
+    return torch.stack(losses).mean(), levels
+
+
+def _several_attributes(n: int = 160, d: int = 6) -> tuple[torch.Tensor, dict]:
+    """Three attributes with unknown values, a class below min_class_size=3 and a planted
+    signal; users 0-4 have no known value at all."""
+    g = torch.Generator().manual_seed(13)
+    labels = {
+        "g": torch.randint(0, 2, (n,), generator=g),
+        "age": torch.randint(-1, 4, (n,), generator=g),
+        "occ": torch.randint(0, 9, (n,), generator=g),
+    }
+    labels["occ"][labels["occ"] == 8] = 7
+    labels["occ"][5:7] = 8  # two users: dropped
+    for lab in labels.values():
+        lab[:5] = -1
+    emb = 2.0 + torch.randn(n, d, generator=g, dtype=torch.float64)
+    emb[labels["g"] == 1, 0] += 0.8
+    emb[labels["age"] == 2] *= 1.5
+    emb[:, 1] += 0.1 * labels["occ"]
+    return emb, labels
+
+
+@pytest.mark.parametrize("target", ["zero", "random_labels"])
+@pytest.mark.parametrize(
+    "covariance, shrinkage, ridge",
+    [("paper", 0.1, 1e-6), ("shrinkage", "auto", 1e-4), ("shrinkage", 0.3, 1e-6)],
+)
+@pytest.mark.parametrize("chunk_rows", [0, 7])
+def test_class_statistics_match_the_dense_computation(
+    monkeypatch, target, covariance, shrinkage, ridge, chunk_rows
+):
+    if chunk_rows:  # pieces of 7 users: class and chunk boundaries do not coincide
+        monkeypatch.setattr(mutual_info, "_CHUNK_BYTES", chunk_rows * 6 * 8)
+    emb, labels = _several_attributes()
+    kw = dict(covariance=covariance, shrinkage=shrinkage, ridge=ridge, target=target)
+    kw |= dict(n_permutations=3, target_ratio=0.5)
+    bound = GaussianMIBound(labels, min_class_size=3, seed=5, **kw)
+    assert bound.dtype == torch.float64
+    assert bound.dropped_classes["occ"] == [8]
+    param = emb.clone().requires_grad_(True)
+    loss = bound(param)
+    loss.backward()
+    dense_param = emb.clone().requires_grad_(True)
+    dense, levels = _dense_loss(dense_param, labels, 3, 5, **kw)
+    dense.backward()
+    if target == "random_labels":
+        np.testing.assert_allclose(bound._reference, levels, rtol=1e-9)
+    assert float(loss.detach()) > 0.01
+    assert float(loss.detach()) == pytest.approx(float(dense.detach()), rel=1e-9)
+    torch.testing.assert_close(param.grad, dense_param.grad, rtol=1e-8, atol=1e-12)
+    assert param.grad.abs().sum() > 0
+    assert float(param.grad[:5].abs().max()) == 0.0  # users no attribute covers
+
+
+def test_float32_statistics_match_the_dense_computation():
+    emb, labels = _several_attributes(n=400, d=12)
+    kw = dict(covariance="shrinkage", shrinkage="auto", ridge=0.1, target="zero")
+    bound = GaussianMIBound(labels, min_class_size=3, **kw)
+    assert bound.dtype == torch.float32
+    param = emb.float().requires_grad_(True)
+    loss = bound(param)
+    loss.backward()
+    dense_param = emb.clone().requires_grad_(True)
+    dense, _ = _dense_loss(dense_param, labels, 3, 0, **kw, n_permutations=1)
+    dense.backward()
+    assert loss.dtype == torch.float32
+    assert float(loss.detach()) == pytest.approx(float(dense.detach()), rel=1e-4)
+    torch.testing.assert_close(param.grad.double(), dense_param.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_autograd_keeps_no_copy_of_the_embeddings():
+    emb, labels = _several_attributes(n=2000)
+    param = emb.float().requires_grad_(True)
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    bound = GaussianMIBound(labels, shrinkage="auto", ridge=0.1, min_class_size=3)
+    bound.refresh_reference(param)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        bound(param).backward()
+    large = [t for t in saved if t.numel() >= param.shape[0]]
+    assert large and all(t.data_ptr() == param.data_ptr() for t in large)
+    assert torch.isfinite(param.grad).all()

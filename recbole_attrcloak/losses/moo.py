@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,10 +11,13 @@ from torch import Tensor
 
 SOLVERS = ("projected", "normalized", "paper", "fixed")
 
-# Squared norms at or below this fraction of the larger squared gradient norm count as zero.
-_REL_TOL = 1e-24
+# Squared lengths at or below this fraction of the larger squared gradient norm count as zero:
+# they come from the 2 × 2 Gram matrix, whose float64 rounding is ~1e-16 of that scale.
+_REL_TOL = 1e-12
 # Gradient norms below this count as zero (so that 1/norm stays finite).
 _TINY = torch.finfo(torch.float64).tiny
+# Entries per float64 chunk of the Gram products (8 MB): no full-size float64 copy is made.
+_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -25,14 +29,24 @@ class LossWeights:
     w_r: float  # multiply L_R by this
 
 
-def _min_norm_alpha(g_au: Tensor, g_r: Tensor) -> float:
-    """Unclipped Eq. 26, (g_r − g_au)ᵀg_r / ‖g_au − g_r‖²; 0.5 when the gradients coincide."""
-    diff = g_au - g_r
-    diff_sq = float(diff @ diff)
-    scale = max(float(g_au @ g_au), float(g_r @ g_r))
-    if diff_sq <= _REL_TOL * scale:
+def _gram(a: Tensor, b: Tensor) -> tuple[float, float, float]:
+    """aᵀa, bᵀb and aᵀb of two flat vectors, accumulated in float64 chunk by chunk (a user
+    table's gradient can hold 10⁸ entries: float64 copies of both would double the memory)."""
+    total = torch.zeros(3, dtype=torch.float64, device=a.device)
+    for x, y in zip(a.split(_CHUNK), b.split(_CHUNK), strict=True):
+        x, y = x.to(torch.float64), y.to(torch.float64)
+        total += torch.stack([x @ x, y @ y, x @ y])
+    aa, bb, ab = total.tolist()
+    return aa, bb, ab
+
+
+def _min_norm_alpha(aa: float, bb: float, ab: float) -> float:
+    """Unclipped Eq. 26, (g_r − g_au)ᵀg_r / ‖g_au − g_r‖², from the Gram entries aa = ‖g_au‖²,
+    bb = ‖g_r‖², ab = g_auᵀg_r; 0.5 when the gradients coincide."""
+    diff_sq = aa - 2.0 * ab + bb
+    if diff_sq <= _REL_TOL * max(aa, bb):
         return 0.5
-    return float(-(diff @ g_r)) / diff_sq
+    return (bb - ab) / diff_sq
 
 
 def solve_alpha(
@@ -43,7 +57,8 @@ def solve_alpha(
     bounds: tuple[float, float] = (0.0, 1.0),
     fixed_alpha: float | None = None,
 ) -> LossWeights:
-    """Choose α_u from the gradients of L_AU and L_R (any shape, flattened; computed in float64).
+    """Choose α_u from the gradients of L_AU and L_R (any shape, flattened); only their 2 × 2
+    Gram matrix is needed, accumulated in float64.
 
     ``"paper"``: Eq. 26 on the raw gradients, clipped to ``bounds`` ((0, 1) for DD, (0.1, 1) for
     DF); w_au = α, w_r = 1 − α.
@@ -78,28 +93,26 @@ def solve_alpha(
     low, high = (float(b) for b in bounds)
     if not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
-    g_au = grad_au.detach().reshape(-1).to(torch.float64)
-    g_r = grad_r.detach().reshape(-1).to(torch.float64)
+    g_au, g_r = grad_au.detach().reshape(-1), grad_r.detach().reshape(-1)
     if g_au.shape != g_r.shape:
         raise ValueError(f"gradients differ in size: {g_au.numel()} vs {g_r.numel()}")
-    if not bool(torch.isfinite(g_au).all() & torch.isfinite(g_r).all()):
+    aa, bb, ab = _gram(g_au, g_r)
+    if not all(math.isfinite(v) for v in (aa, bb, ab)):
         raise ValueError("gradients contain NaN or inf")
     shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
-    if solver == "projected":
-        overlap, sq_au = float(g_au @ g_r), float(g_au @ g_au)
-        if overlap < 0.0 and sq_au > 0.0:
-            shift = overlap / sq_au
-            g_r = g_r - shift * g_au
-    norm_au = float(torch.linalg.vector_norm(g_au))
-    norm_r = float(torch.linalg.vector_norm(g_r))
+    if solver == "projected" and ab < 0.0 and aa > 0.0:
+        shift = ab / aa
+        projected = bb - ab * shift
+        bb, ab = (projected if projected > _REL_TOL * bb else 0.0), 0.0
+    norm_au, norm_r = math.sqrt(aa), math.sqrt(bb)
     if norm_au < _TINY:
         alpha = low
     elif norm_r < _TINY:
         alpha = low if solver == "paper" else high
     elif solver == "paper":
-        alpha = min(max(_min_norm_alpha(g_au, g_r), low), high)
+        alpha = min(max(_min_norm_alpha(aa, bb, ab), low), high)
     else:
-        alpha = min(max(_min_norm_alpha(g_au / norm_au, g_r / norm_r), low), high)
+        alpha = min(max(_min_norm_alpha(1.0, 1.0, ab / (norm_au * norm_r)), low), high)
     if solver == "paper":
         return LossWeights(alpha, alpha, 1.0 - alpha)
     w_au = alpha / norm_au if norm_au >= _TINY else 0.0
@@ -119,9 +132,8 @@ def flat_grad(loss: Tensor, params: Sequence[Tensor], retain_graph: bool = True)
         )
     else:
         grads = (None,) * len(params)
-    return torch.cat(
-        [
-            (torch.zeros_like(p) if g is None else g).reshape(-1)
-            for p, g in zip(params, grads, strict=True)
-        ]
-    )
+    flat = [
+        (torch.zeros_like(p) if g is None else g).reshape(-1)
+        for p, g in zip(params, grads, strict=True)
+    ]
+    return flat[0] if len(flat) == 1 else torch.cat(flat)  # one tensor: no copy of a big table

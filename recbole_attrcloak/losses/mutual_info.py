@@ -8,15 +8,21 @@ for the deviations from the paper (covariance shrinkage, split terms, random-lab
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 COVARIANCES = ("paper", "shrinkage")
 TARGETS = ("zero", "random_labels")
 # Smallest relative ridge at which the shrinkage statistics are computed in float32.
 _FLOAT32_MIN_RIDGE = 1e-3
+# Bytes of rows handled at once by the class statistics: bounds their extra memory, and small
+# chunks are reused by the allocator (fresh 64 MB ones page-fault on every use: ~2× slower).
+_CHUNK_BYTES = 1 << 20
+# One attribute's covered users grouped by class, and the class sizes.
+Group = tuple[Tensor, Sequence[int]]
 
 
 def gaussian_kl_terms(
@@ -57,6 +63,78 @@ def gaussian_kl(mu_p: Tensor, cov_p: Tensor, mu_q: Tensor, cov_q: Tensor) -> Ten
     return mean_term + cov_term
 
 
+def _chunks(users: Tensor, sizes: Sequence[int], rows: int) -> Iterator[tuple[int, Tensor]]:
+    """(class code, user indices) pieces of at most ``rows`` users; ``users`` grouped by class."""
+    start = 0
+    for code, size in enumerate(sizes):
+        for lo in range(start, start + size, rows):
+            yield code, users[lo : min(lo + rows, start + size)]
+        start += size
+
+
+def _chunk_rows(d: int, dtype: torch.dtype) -> int:
+    """Rows of width d per chunk of ``_CHUNK_BYTES``."""
+    return max(1, _CHUNK_BYTES // (d * dtype.itemsize))
+
+
+def _shifted(emb: Tensor, users: Tensor, shift: Tensor) -> Tensor:
+    """Rows ``users`` of emb minus the shift c, in the shift's dtype (a fresh tensor)."""
+    return emb.index_select(0, users).to(shift.dtype).sub_(shift)
+
+
+def _class_moments(
+    emb: Tensor, shift: Tensor, group: Group, skip: int = -1
+) -> tuple[Tensor, Tensor]:
+    """Class sums s_k = Σ(x − c) (K, d) and scatters Q_k = Σ(x − c)(x − c)ᵀ (K, d, d).
+
+    Accumulated over chunks of rows in the shift's dtype; c (any constant, e.g. the mean) keeps
+    float32 from cancelling when the moments are centred later. Class ``skip`` is left at zero.
+    """
+    users, sizes = group
+    d = emb.shape[1]
+    sums = shift.new_zeros(len(sizes), d)
+    scatters = shift.new_zeros(len(sizes), d, d)
+    for code, rows in _chunks(users, sizes, _chunk_rows(d, shift.dtype)):
+        if code == skip:
+            continue
+        y = _shifted(emb, rows, shift)
+        sums[code] += y.sum(0)
+        scatters[code].addmm_(y.T, y)
+    return sums, scatters
+
+
+class _ClassMoments(torch.autograd.Function):
+    """``_class_moments`` of every group, flattened to (s_0, Q_0, s_1, Q_1, ...).
+
+    Plain autograd would keep an (n, d) copy per attribute for the backward; this saves only the
+    input and recomputes x − c chunk by chunk: ∂L/∂x_i = G_s[k] + (G_Q[k] + G_Q[k]ᵀ)(x_i − c),
+    summed over the groups that cover user i.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, emb: Tensor, shift: Tensor, groups: tuple[Group, ...]
+    ) -> tuple[Tensor, ...]:
+        ctx.save_for_backward(emb, shift)
+        ctx.groups = groups
+        return tuple(t for group in groups for t in _class_moments(emb, shift, group))
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, *grads: Tensor) -> tuple[Tensor, None, None]:
+        emb, shift = ctx.saved_tensors
+        grad = torch.zeros_like(emb)
+        rows_per_chunk = _chunk_rows(emb.shape[1], shift.dtype)
+        for (users, sizes), g_sum, g_scatter in zip(
+            ctx.groups, grads[0::2], grads[1::2], strict=True
+        ):
+            g_sym = g_scatter + g_scatter.mT
+            for code, rows in _chunks(users, sizes, rows_per_chunk):
+                y = _shifted(emb, rows, shift)
+                grad.index_add_(0, rows, torch.addmm(g_sum[code], y, g_sym[code]).to(grad.dtype))
+        return grad, None, None
+
+
 class GaussianMIBound(torch.nn.Module):
     """L_AU of Eq. 19: mean over attributes of a Gaussian upper bound of I(embedding; attribute).
 
@@ -84,9 +162,12 @@ class GaussianMIBound(torch.nn.Module):
     term still far above it. ``max_excess`` holds the largest M_j/(r·M_j⁰) − 1 or
     C_j/(r·C_j⁰) − 1 of the last evaluation (the stopping test: ≤ a tolerance).
 
-    The statistics are computed in float32 when ``covariance="shrinkage"`` and ridge ≥ 1e-3 (the
-    ridge then bounds the condition number of Σ_g by about d/ridge, and float32 is ~1.7× faster),
-    else in float64; the loss is returned in the embedding dtype.
+    Everything follows from per-class sums and scatters of the embeddings, gathered in chunks of
+    rows (``_ClassMoments``): O(n·d²) time, and beyond the input and its gradient O(K·d²) memory
+    instead of several (n, d) copies per attribute. The statistics are computed in float32 when
+    ``covariance="shrinkage"`` and ridge ≥ 1e-3 (the ridge then bounds the condition number of
+    Σ_g by about d/ridge, and float32 is ~1.7× faster), else in float64; the loss is returned in
+    the embedding dtype.
     """
 
     def __init__(
@@ -130,14 +211,11 @@ class GaussianMIBound(torch.nn.Module):
         self.attributes: tuple[str, ...] = tuple(labels)
         self.dropped_classes: dict[str, list[int]] = {}
         self.n_users = -1
-        # Per attribute: the users it covers, grouped by class, their compact class codes (0..K-1)
-        # and the class sizes.
+        # Per attribute: the users it covers, grouped by class, and the class sizes.
         self._class_sizes: list[list[int]] = []
         for j, name in enumerate(self.attributes):
             users, sizes, dropped = self._prepare(name, labels[name], min_class_size)
-            codes = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
             self.register_buffer(f"_users_{j}", users, persistent=False)
-            self.register_buffer(f"_codes_{j}", codes, persistent=False)
             self._class_sizes.append(sizes)
             self.dropped_classes[name] = dropped
         self._generator = torch.Generator().manual_seed(seed)
@@ -184,33 +262,40 @@ class GaussianMIBound(torch.nn.Module):
             )
         if not emb.dtype.is_floating_point:
             raise ValueError(f"emb must be floating point, got {emb.dtype}")
-        if not bool(torch.isfinite(emb).all()):
+        # aminmax propagates NaN and keeps ±inf, without isfinite's (n, d) temporaries (~1.7 GB
+        # for 1e6 × 128 float32).
+        if not bool(torch.isfinite(torch.stack(torch.aminmax(emb))).all()):
             raise ValueError("emb contains NaN or inf")
 
-    def _attribute_users(self, j: int, emb: Tensor) -> Tensor:
-        users = getattr(self, f"_users_{j}").to(emb.device)
-        return emb.index_select(0, users).to(self.dtype)
+    def _groups(self, device: torch.device) -> tuple[Group, ...]:
+        """Per attribute: its covered users grouped by class (on ``device``), the class sizes."""
+        return tuple(
+            (getattr(self, f"_users_{j}").to(device), sizes)
+            for j, sizes in enumerate(self._class_sizes)
+        )
 
-    def _terms(self, j: int, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Weighted mean and covariance terms (M_j, C_j) of Eq. 18; x: users grouped by class.
+    def _terms(self, j: int, sums: Tensor, scatters: Tensor) -> tuple[Tensor, Tensor]:
+        """Weighted mean and covariance terms (M_j, C_j) of Eq. 18 from the class statistics.
 
-        Computed after whitening by the global Gaussian (z = L⁻¹(x − μ_g), Σ_g = LLᵀ), where
-        Σ_g becomes I: the mean term of class k is ½‖z̄_k‖² and its covariance term
-        ½[tr Σ̃_k − log det Σ̃_k − d] with Σ̃_k = L⁻¹Σ_kL⁻ᵀ = (1−λ_k)T_k + λ_k·I + (1−λ_k)·ε·L⁻¹L⁻ᵀ
-        (T_k the whitened class scatter; λ = 0 for ``paper``). One triangular solve for all users
-        replaces one per class.
+        ``sums``/``scatters``: s_k = Σ(x − c), Q_k = Σ(x − c)(x − c)ᵀ over class k's users, for
+        any constant c. Moments: μ_k − c = s_k/n_k, S_k = Q_k/n_k − (μ_k − c)(μ_k − c)ᵀ, and the
+        same over all classes for the global Gaussian. After whitening by Σ_g = LLᵀ (where Σ_g
+        becomes I), the mean term of class k is ½‖L⁻¹(μ_k − μ_g)‖² and its covariance term
+        ½[tr Σ̃_k − log det Σ̃_k − d] with Σ̃_k = L⁻¹Σ_kL⁻ᵀ = (1−λ_k)·L⁻¹(S_k + εI)L⁻ᵀ + λ_k·I
+        (λ = 0 for ``paper``).
         """
-        n, d = x.shape
+        d = sums.shape[1]
         sizes = self._class_sizes[j]
-        codes = getattr(self, f"_codes_{j}").to(x.device)
-        counts = torch.tensor(sizes, dtype=x.dtype, device=x.device)
-        weights = counts / n
-        eye = torch.eye(d, dtype=x.dtype, device=x.device)
-        centred = x - x.mean(0)
-        scatter_g = centred.T @ centred / n
+        counts = sums.new_tensor(sizes)
+        n = counts.sum()
+        eye = torch.eye(d, dtype=sums.dtype, device=sums.device)
+        means = sums / counts[:, None]
+        mean_g = sums.sum(0) / n
+        scatter_g = scatters.sum(0) / n - torch.outer(mean_g, mean_g)
+        scatter = scatters / counts[:, None, None] - means[:, :, None] * means[:, None, :]
         if self.covariance == "paper":
-            eps = torch.tensor(self.ridge, dtype=x.dtype, device=x.device)
-            lam = torch.zeros(len(sizes), 1, 1, dtype=x.dtype, device=x.device)
+            eps = sums.new_tensor(self.ridge)
+            lam = sums.new_zeros(len(sizes), 1, 1)
         else:
             total_var = scatter_g.diagonal().sum()
             if not bool(total_var > 0):
@@ -219,33 +304,36 @@ class GaussianMIBound(torch.nn.Module):
             if self.shrinkage == "auto":
                 lam = (d / (counts + d))[:, None, None]
             else:
-                lam = torch.full((len(sizes), 1, 1), self.shrinkage, dtype=x.dtype, device=x.device)
+                lam = sums.new_full((len(sizes), 1, 1), self.shrinkage)
         chol_g = torch.linalg.cholesky(scatter_g + eps * eye)
-        z = torch.linalg.solve_triangular(chol_g, centred.T, upper=False).T
-        means = torch.zeros(len(sizes), d, dtype=x.dtype, device=x.device).index_add(0, codes, z)
-        means = means / counts[:, None]
-        within = z - means[codes]
-        scatter = torch.stack([c.T @ c for c in within.split(sizes)]) / counts[:, None, None]
-        inv_chol = torch.linalg.solve_triangular(chol_g, eye, upper=False)
-        cov_k = (1.0 - lam) * (scatter + eps * (inv_chol @ inv_chol.T)) + lam * eye
+        whitened_diff = torch.linalg.solve_triangular(chol_g, (means - mean_g).T, upper=False)
+        half = torch.linalg.solve_triangular(chol_g, scatter + eps * eye, upper=False)
+        whitened = torch.linalg.solve_triangular(chol_g, half.mT, upper=False)
+        cov_k = (1.0 - lam) * whitened + lam * eye
         log_det = 2.0 * torch.linalg.cholesky(cov_k).diagonal(dim1=-2, dim2=-1).log().sum(-1)
         cov_terms = 0.5 * (cov_k.diagonal(dim1=-2, dim2=-1).sum(-1) - log_det - d)
-        return weights @ (0.5 * means.square().sum(1)), weights @ cov_terms
+        weights = counts / n
+        return weights @ (0.5 * whitened_diff.square().sum(0)), weights @ cov_terms
+
+    def _attribute_terms(self, emb: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """(M_j, C_j) per attribute, from class statistics gathered in one chunked pass each."""
+        shift = emb.detach().mean(0).to(self.dtype)
+        moments = _ClassMoments.apply(emb, shift, self._groups(emb.device))
+        return [
+            self._terms(j, moments[2 * j], moments[2 * j + 1]) for j in range(len(self.attributes))
+        ]
 
     def _attribute_losses(self, emb: Tensor) -> list[Tensor]:
         if self.target == "zero":
-            return [
-                sum(self._terms(j, self._attribute_users(j, emb)))
-                for j in range(len(self.attributes))
-            ]
+            return [mean + cov for mean, cov in self._attribute_terms(emb)]
         if self._reference is None:
             self.refresh_reference(emb)
         excesses = torch.stack(
             [
-                torch.stack(self._terms(j, self._attribute_users(j, emb)))
+                torch.stack(terms)
                 / (self.target_ratio * torch.tensor(refs, dtype=self.dtype, device=emb.device))
                 - 1.0
-                for j, refs in enumerate(self._reference)
+                for terms, refs in zip(self._attribute_terms(emb), self._reference, strict=True)
             ]
         )
         self.max_excess = float(excesses.detach().max())
@@ -268,17 +356,25 @@ class GaussianMIBound(torch.nn.Module):
         """Set M_j⁰, C_j⁰: the mean/covariance terms averaged over random label permutations.
 
         Permuting the users of an attribute while keeping its class sizes is the same as assigning
-        the labels at random. The permutations come from the module's seeded generator, so a run
-        is deterministic; each call draws fresh ones. target="zero" does not use the levels.
+        the labels at random: it only regroups the users. The attribute's totals are the same for
+        every permutation, so the largest class's statistics are the totals minus the others',
+        and a permutation costs a pass over the users outside it. The permutations come from the
+        module's seeded generator, so a run is deterministic; each call draws fresh ones.
+        target="zero" does not use the levels.
         """
         self._check_embeddings(emb)
+        shift = emb.mean(0).to(self.dtype)
         reference = []
-        for j in range(len(self.attributes)):
-            x = self._attribute_users(j, emb.detach())
-            total = torch.zeros(2, dtype=self.dtype, device=x.device)
+        for j, (users, sizes) in enumerate(self._groups(emb.device)):
+            sum_all, scatter_all = _class_moments(emb, shift, (users, [len(users)]))
+            largest = max(range(len(sizes)), key=sizes.__getitem__)
+            total = torch.zeros(2, dtype=self.dtype, device=emb.device)
             for _ in range(self.n_permutations):
-                perm = torch.randperm(x.shape[0], generator=self._generator).to(x.device)
-                total += torch.stack(self._terms(j, x[perm]))
+                perm = torch.randperm(len(users), generator=self._generator).to(emb.device)
+                sums, scatters = _class_moments(emb, shift, (users[perm], sizes), largest)
+                sums[largest] = sum_all[0] - sums.sum(0)
+                scatters[largest] = scatter_all[0] - scatters.sum(0)
+                total += torch.stack(self._terms(j, sums, scatters))
             mean_ref, cov_ref = (total / self.n_permutations).tolist()
             reference.append((mean_ref, cov_ref))
         self._reference = reference

@@ -181,10 +181,11 @@ class AttrCloakTrainer(UserSideTrainer):
         free = reps.detach().requires_grad_()
         l_au = self.bound(free)
         (g_au,) = torch.autograd.grad(l_au, free)
-        if self.mode == "df":
-            dist = self.distance(free)
-            (g_r,) = torch.autograd.grad(dist, free)
-            l_r, surrogate = float(dist.detach()), reps
+        if self.mode == "df":  # Eq. 21 and its gradient 2(e − e⁰) in closed form
+            g_r = torch.zeros_like(free)
+            drift = torch.sub(free.detach()[1:], self.reference, out=g_r[1:])
+            l_r, surrogate = float(drift.reshape(-1) @ drift.reshape(-1)), reps
+            g_r.mul_(2.0)
         else:
             g_au = flat_grad((reps * g_au).sum(), self.user_params)
             l_r, g_r = self.retention(reps, interaction)
@@ -203,12 +204,18 @@ class AttrCloakTrainer(UserSideTrainer):
         self.trace["alpha_u"].append(weights.alpha_u)
         distance = self.distance_to_target(float(l_au.detach()))
         if distance < self.kept_distance:
-            self.kept = [p.detach().clone() for p in self.user_params]
+            if self.kept is None:
+                self.kept = [p.detach().clone() for p in self.user_params]
+            else:  # in place: no second copy of the user side at any time
+                for kept, param in zip(self.kept, self.user_params, strict=True):
+                    kept.copy_(param.detach())
             self.kept_step, self.kept_distance = len(self.trace["l_au"]) - 1, distance
             self.reached = distance <= self.tolerance
         # A linear surrogate whose gradient w.r.t. the user-side parameters is exactly the
-        # combined step: the trainer's backward pass is then the only one through the model.
-        return ((weights.w_au * g_au + weights.w_r * g_r) * surrogate).sum()
+        # combined step (formed in place): the trainer's backward pass is then the only one
+        # through the model.
+        step = g_au.mul_(weights.w_au).add_(g_r, alpha=weights.w_r)
+        return torch.dot(step.reshape(-1), surrogate.reshape(-1))
 
     def distance_to_target(self, l_au: float) -> float:
         """How far the state just scored is from the target: the largest relative excess of a
