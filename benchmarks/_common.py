@@ -747,9 +747,21 @@ def update_readme(readme: Path, key: str, text: str) -> None:
 
 
 def settings_of(run_dir: Path) -> dict[str, Any]:
-    """The settings of the run folder's latest invocation (empty when there is none)."""
-    runs = invocations(run_dir)
-    return runs[-1]["settings"] if runs else {}
+    """The settings of the run folder's invocations merged (empty when there is none): lists
+    joined in order of first appearance, mappings updated, other values the latest. A folder
+    filled by several commands (say ml-100k on one machine, ml-1m on another) then summarises
+    all its datasets, models and seeds."""
+    merged: dict[str, Any] = {}
+    for run in invocations(run_dir):
+        for key, value in run["settings"].items():
+            before = merged.get(key)
+            if isinstance(value, list) and isinstance(before, list):
+                merged[key] = list(dict.fromkeys([*before, *value]))
+            elif isinstance(value, dict) and isinstance(before, dict):
+                merged[key] = {**before, **value}
+            else:
+                merged[key] = value
+    return merged
 
 
 def run_or_locate(

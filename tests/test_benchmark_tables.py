@@ -78,3 +78,22 @@ def test_quick_modes_write_tables(toy_root: Path, tmp_path: Path) -> None:
     ]
     assert "| 16 | AttrCloak-DD |" in (es_results / "summary.md").read_text()
     assert (es_results / "embedding_size.png").stat().st_size > 0
+
+
+def test_settings_of_merges_invocations(tmp_path: Path) -> None:
+    # ml-100k first, ml-1m later into the same folder: both datasets are summarised, lists keep
+    # the order of first appearance, per-dataset epoch caps merge, scalars take the latest.
+    from benchmarks._common import settings_of
+
+    first = {"datasets": ["ml-100k"], "models": ["BPR", "NeuMF"], "epochs": {}, "seeds": [1]}
+    later = {"datasets": ["ml-1m"], "models": ["BPR"], "epochs": {"ml-1m": 30}, "seeds": [1]}
+    runs = [{"settings": {**first, "workers": 2}}, {"settings": {**later, "workers": 1}}]
+    (tmp_path / "run.json").write_text(json.dumps(runs))
+    assert settings_of(tmp_path) == {
+        "datasets": ["ml-100k", "ml-1m"],
+        "models": ["BPR", "NeuMF"],
+        "epochs": {"ml-1m": 30},
+        "seeds": [1],
+        "workers": 1,
+    }
+    assert settings_of(tmp_path / "missing") == {}
