@@ -122,24 +122,6 @@ def product_fingerprint() -> str:
     return digest.hexdigest()[:12]
 
 
-def make_bound(
-    labels: Mapping[str, torch.Tensor], s: Mapping[str, Any], seed: int
-) -> GaussianMIBound:
-    """L_AU configured by the ``au_*`` settings ``s`` (a dict or a RecBole Config)."""
-    shrinkage = s["au_shrinkage"]
-    return GaussianMIBound(
-        labels,
-        covariance=s["au_covariance"],
-        shrinkage=shrinkage if shrinkage == "auto" else float(shrinkage),
-        ridge=float(s["au_ridge"]),
-        target=s["au_target"],
-        n_permutations=int(s["au_permutations"]),
-        target_ratio=float(s["au_target_ratio"]),
-        min_class_size=int(s["au_min_class_size"]),
-        seed=seed,
-    )
-
-
 def synthetic_users(n: int, d: int, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """n user embeddings (float32, (n, d)) with planted attributes, and the attributes' codes."""
     gen = torch.Generator().manual_seed(seed)
@@ -326,7 +308,7 @@ def worker(
         s["au_max_steps"] = cap
     emb, labels = synthetic_users(n, d, seed)
     emb = emb.to(dev)
-    bound = make_bound({k: v.to(dev) for k, v in labels.items()}, s, seed)
+    bound = GaussianMIBound.from_settings({k: v.to(dev) for k, v in labels.items()}, s, seed)
     with torch.no_grad():
         l_au_before = float(bound(emb))
     after, info = df_unlearn(emb, bound, s)
@@ -594,7 +576,7 @@ def run_dd(args: argparse.Namespace, command: str) -> None:
         trained = copy.deepcopy(model)  # every retention starts from the same trained model
         with only_user_side(trained) as side:
             tic = time.perf_counter()
-            bound = make_bound(labels, config, int(config["seed"]))
+            bound = GaussianMIBound.from_settings(labels, config, int(config["seed"]))
             trainer = AttrCloakTrainer(config, trained, side, bound, "dd", train_data)
             setup_s = time.perf_counter() - tic
             step_s = []

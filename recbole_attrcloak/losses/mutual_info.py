@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -221,6 +222,26 @@ class GaussianMIBound(torch.nn.Module):
         self._generator = torch.Generator().manual_seed(seed)
         self._reference: list[tuple[float, float]] | None = None
         self.max_excess = math.inf
+
+    @classmethod
+    def from_settings(
+        cls, labels: Mapping[str, Tensor], settings: Mapping[str, Any], seed: int
+    ) -> GaussianMIBound:
+        """The bound configured by the ``au_*`` keys of ``properties/overall.yaml`` (a dict or a
+        RecBole ``Config``): ``au_covariance``, ``au_shrinkage``, ``au_ridge``, ``au_target``,
+        ``au_permutations``, ``au_target_ratio``, ``au_min_class_size``."""
+        shrinkage = settings["au_shrinkage"]
+        return cls(
+            labels,
+            covariance=settings["au_covariance"],
+            shrinkage=shrinkage if shrinkage == "auto" else float(shrinkage),
+            ridge=float(settings["au_ridge"]),
+            target=settings["au_target"],
+            n_permutations=int(settings["au_permutations"]),
+            target_ratio=float(settings["au_target_ratio"]),
+            min_class_size=int(settings["au_min_class_size"]),
+            seed=seed,
+        )
 
     def _prepare(
         self, name: str, lab: Tensor, min_class_size: int

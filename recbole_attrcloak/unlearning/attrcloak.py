@@ -282,18 +282,7 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
         for name, lab in ctx.attributes.items()
     }
-    shrinkage = config["au_shrinkage"]
-    bound = GaussianMIBound(
-        labels,
-        covariance=config["au_covariance"],
-        shrinkage=shrinkage if shrinkage == "auto" else float(shrinkage),
-        ridge=float(config["au_ridge"]),
-        target=config["au_target"],
-        n_permutations=int(config["au_permutations"]),
-        target_ratio=float(config["au_target_ratio"]),
-        min_class_size=int(config["au_min_class_size"]),
-        seed=int(config["seed"]),
-    )
+    bound = GaussianMIBound.from_settings(labels, config, int(config["seed"]))
     with only_user_side(model) as side:
         trainer = AttrCloakTrainer(config, model, side, bound, config["au_mode"], ctx.train_data)
         with torch.no_grad():
