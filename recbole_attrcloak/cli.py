@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--attributes", help="comma-separated .user columns, e.g. gender,age")
     parser.add_argument("--unlearn", choices=sorted(DEFENCES), help="defence to apply")
     parser.add_argument("--au_mode", choices=["dd", "df"], help="AttrCloak retention mode")
-    parser.add_argument("--audit", choices=["quick", "full"], help="audit preset")
+    parser.add_argument("--audit", choices=["quick", "full", "kfold"], help="audit preset")
     parser.add_argument("--output_dir", help="where the report and checkpoints go")
     parser.add_argument("--export_embeddings", action="store_true", help="write embeddings.npz")
     parser.add_argument(

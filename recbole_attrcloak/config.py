@@ -23,7 +23,7 @@ _CHOICES = {
     "au_solver": ("projected", "normalized", "paper", "fixed"),
     "au_covariance": ("shrinkage", "paper"),
     "au_target": ("random_labels", "zero"),
-    "audit": ("quick", "full"),
+    "audit": ("quick", "full", "kfold"),
 }
 
 
@@ -105,7 +105,7 @@ def check_config(config: Config) -> None:
     alpha = config["au_alpha"]
     if config["au_solver"] == "fixed" and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"au_solver=fixed needs au_alpha in [0, 1], got {alpha!r}")
-    for key in ("au_max_steps", "au_patience", "au_permutations", "au_check_every"):
+    for key in ("au_max_steps", "au_patience", "au_permutations", "au_check_every", "audit_n_jobs"):
         if int(config[key]) < 1:
             raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
     if float(config["au_learning_rate"]) <= 0:

@@ -86,6 +86,7 @@ def run(
         ctx = RunContext(config, data, train_data, valid_data, test_data, model_obj, labels, out)
         settings = AuditSettings.preset(config["audit"])
         settings.seed = int(config["audit_seed"])
+        settings.n_jobs = int(config["audit_n_jobs"])
         audited_with = {"preset": str(config["audit"]), "seed": settings.seed}
 
         stages: dict[str, Any] = {}

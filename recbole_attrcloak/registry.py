@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -186,3 +187,39 @@ def get_defence(name: str) -> Callable | None:
         return None
     module_name, function = target.split(":")
     return getattr(importlib.import_module(module_name), function)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A defence with fixed settings, as tables and benchmarks name it: ``config`` holds its
+    ``unlearn`` key and the settings that make the variant; ``retrains``: it trains a new model
+    from scratch; ``models``: the backbones it supports (None: any)."""
+
+    label: str
+    config: dict[str, Any]
+    retrains: bool = False
+    models: tuple[str, ...] | None = None
+
+
+#: The method catalogue, in table order: the original model and each ``--unlearn`` defence,
+#: AttrCloak once per retention mode.
+METHODS: dict[str, Method] = {
+    "original": Method("Original", {"unlearn": "none"}),
+    "attrcloak-dd": Method("AttrCloak-DD", {"unlearn": "attrcloak", "au_mode": "dd"}),
+    "attrcloak-df": Method("AttrCloak-DF", {"unlearn": "attrcloak", "au_mode": "df"}),
+    "rap": Method("RAP", {"unlearn": "rap"}, retrains=True, models=("BPR",)),
+    "blurme": Method("BlurMe", {"unlearn": "blurme"}, retrains=True),
+    "ldp": Method("LDP-SH", {"unlearn": "ldp"}, retrains=True),
+    "u2u": Method("U2U-R", {"unlearn": "u2u"}),
+    "d2d": Method("D2D-R", {"unlearn": "d2d"}),
+}
+
+
+def method_of(config: Mapping[str, Any]) -> str:
+    """The catalogue name of a run's config (``unlearn`` and the variant keys), or its bare
+    ``unlearn`` value when no variant matches (e.g. AttrCloak with the default mode)."""
+    given = {"unlearn": "none", **config}
+    for name, method in METHODS.items():
+        if all(given.get(k) == v for k, v in method.config.items()):
+            return name
+    return str(given["unlearn"])

@@ -1,5 +1,7 @@
 """Sweeps: spec expansion and ids, the presets, and a tiny sweep on the toy dataset in local Ray
-(train once, a failing trial recorded, outputs, resume, refusal to mix sweeps)."""
+(train once, audit-only keys on the same model, a failing trial recorded, outputs with the k-fold
+check, resources checked first, audit workers that follow the trial's CPUs and stop, resume, and
+refusal to mix sweeps or code versions)."""
 
 from __future__ import annotations
 
@@ -10,10 +12,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
+import recbole_attrcloak
+from recbole_attrcloak.audit import core as audit_core
 from recbole_attrcloak.cli import main, parse_args
-from recbole_attrcloak.tune import SpecError, load_spec, run_sweep
+from recbole_attrcloak.tune import (
+    ClusterError,
+    CodeVersionError,
+    SpecError,
+    load_spec,
+    run_sweep,
+    runner,
+)
 from recbole_attrcloak.tune.results import pareto_mask
 from tests.conftest import toy_config
 
@@ -41,6 +53,30 @@ def test_grid_union_and_samples():
     # trials differing only in unlearning keys share a training group; seeds do not
     groups = {t.config.get("seed"): t.group_id for t in spec.trials}
     assert len(spec.groups()) == 3 and len(set(groups.values())) == 3
+
+
+@pytest.mark.parametrize(
+    "key, values",
+    [
+        ("sensitive_attributes", [["gender"], ["gender", "age"]]),
+        ("audit", ["quick", "full"]),
+        ("audit_seed", [1, 2]),
+    ],
+)
+def test_audit_keys_share_one_trained_model(key, values):
+    spec = load_spec(_spec(search={key: {"grid": values}, "seed": {"grid": [1, 2]}}))
+    assert len(spec.trials) == 4 and len(spec.groups()) == 2  # one model per seed, not per key
+    for trial in spec.trials:
+        assert key not in trial.training_config() and key in trial.audit_config()
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs/sweeps").glob("*.yaml")))
+def test_work_folder_follows_output_dir(preset, tmp_path):
+    spec = load_spec(preset)
+    first, second = (runner.work_folder(spec, tmp_path / name) for name in ("a", "b"))
+    assert first == tmp_path / "a" / "work" and second == tmp_path / "b" / "work"
+    spec.work_dir = str(tmp_path / "elsewhere")  # unless the spec says otherwise
+    assert runner.work_folder(spec, tmp_path / "a") == tmp_path / "elsewhere"
 
 
 def test_ids_are_stable_and_yaml_reads_exponents(tmp_path):
@@ -124,6 +160,7 @@ def _toy_spec(root: Path) -> dict:
         "config": base | {"unlearn": "attrcloak", "au_mode": "df"},
         "search": [
             {"au_solver": "normalized"},
+            {"au_solver": "normalized", "audit_seed": 8},  # same model, its own original audit
             {"au_solver": "fixed", "au_alpha": {"grid": [0.5, 2.0]}},  # 2.0 is invalid
         ],
         "resources_per_trial": {"cpu": 1},
@@ -143,7 +180,7 @@ def test_outputs_and_failed_trial(sweep):
     for name in ("trials.csv", "pareto.csv", "pareto.png", "summary.md"):
         assert (out / name).stat().st_size > 0
     table = pd.read_csv(out / "trials.csv")
-    assert len(table) == 3 and sorted(table["status"]) == ["failed", "ok", "ok"]
+    assert len(table) == 4 and sorted(table["status"]) == ["failed", "ok", "ok", "ok"]
     failed = table[table["status"] == "failed"].iloc[0]
     assert failed["au_alpha"] == 2.0 and "au_alpha in [0, 1]" in failed["error"]
     ok = table[table["status"] == "ok"]
@@ -155,17 +192,103 @@ def test_outputs_and_failed_trial(sweep):
     assert "## Failed trials" in (out / "summary.md").read_text()
 
 
+def test_summary_names_the_run_and_checks_the_selection_by_kfold(sweep):
+    result, out = sweep
+    text = (out / "summary.md").read_text()
+    assert text.startswith("# Sweep `toy`: BPR on toy")
+    selected = text.split("**Selected**")[1].split("`")[1]
+    best = result.table[result.table["status"] == "ok"].sort_values("score").iloc[-1]
+    assert selected == best["trial_id"]
+    check = json.loads((result.work_dir / "check" / selected / "report.json").read_text())
+    audit = check["stages"]["unlearned"]["audit"]
+    assert audit["preset"] == "kfold" and audit["seed"] != best.get("audit_seed", 2020)
+    gender = check["stages"]["unlearned"]["privacy"]["gender"]
+    gap = max(
+        abs(gender["kfold"][a]["balanced_accuracy"]["mean"] - 0.5) for a in ("mlp", "xgboost")
+    )
+    assert "k-fold check of the selected trial" in text and f"**{gap:.3f}**" in text
+    assert "optimistic" in text
+
+
+@pytest.mark.parametrize("resources, word", [({"gpu": 1}, "gpu"), ({"cpu": 64}, "cpu")])
+def test_resources_checked_before_anything_runs(local_ray, toy_root, tmp_path, resources, word):
+    spec = _toy_spec(toy_root) | {"resources_per_trial": resources}
+    with pytest.raises(ClusterError, match=f"asks for {word}"):
+        run_sweep(spec, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "s.yaml").write_text(json.dumps(spec))  # the CLI: one line, exit 2
+    assert main(["--tune", str(tmp_path / "s.yaml"), "--output_dir", str(tmp_path / "o")]) == 2
+
+
+def _loky_workers() -> list[psutil.Process]:
+    """joblib's worker processes under this one (its resource tracker ends with its parent)."""
+    children = psutil.Process().children(recursive=True)
+    return [p for p in children if "LokyProcess" in " ".join(p.cmdline())]
+
+
+@pytest.mark.parametrize("cpus", [1, 2])
+def test_audit_workers_follow_the_trial_cpus_and_stop(sweep, toy_root, tmp_path, monkeypatch, cpus):
+    result, _ = sweep
+    spec = load_spec(_toy_spec(toy_root) | {"resources_per_trial": {"cpu": cpus}})
+    trial = spec.trials[0]
+    (group,) = (result.work_dir / "train").iterdir()
+    job = runner._job(
+        spec, trial, trial.config | {"unlearn": "none"}, tmp_path / "job", runner.Deadline()
+    )
+    job["checkpoint"] = json.loads((group / "report.json").read_text())["checkpoint"]["original"]
+    used = []
+
+    class Recording(audit_core.Parallel):
+        def __init__(self, n_jobs=None, **kwargs):
+            used.append(n_jobs)
+            super().__init__(n_jobs=n_jobs, **kwargs)
+
+    monkeypatch.setattr(audit_core, "Parallel", Recording)
+    assert runner.execute(job)["failed"] == 0
+    assert used == [cpus]
+    assert _loky_workers() == []
+
+
 def test_trains_once_and_reuses_the_original_audit(sweep):
     result, _ = sweep
     (group,) = (result.work_dir / "train").iterdir()
     trained = json.loads((group / "report.json").read_text())
+    seeds = []
     for folder in (result.work_dir / "trials").iterdir():
         if not (folder / "report.json").is_file():
             continue
         report = json.loads((folder / "report.json").read_text())
         assert report["checkpoint"]["original"] == trained["checkpoint"]["original"]
-        assert "train" not in report["seconds"] and "audit_original" not in report["seconds"]
-        assert report["stages"]["original"]["privacy"] == trained["stages"]["original"]["privacy"]
+        assert "train" not in report["seconds"]
+        original = report["stages"]["original"]
+        seeds.append(original["audit"]["seed"])
+        if original["audit"] == trained["stages"]["original"]["audit"]:  # reused, not redone
+            assert "audit_original" not in report["seconds"]
+            assert original["privacy"] == trained["stages"]["original"]["privacy"]
+        else:  # the audit_seed trial: same model, its own audit of the original
+            assert "audit_original" in report["seconds"] and original["audit"]["seed"] == 8
+    assert sorted(seeds) == [8, 2020, 2020]
+
+
+def test_resume_refuses_results_of_other_code(sweep, toy_root, tmp_path, capsys):
+    result, out = sweep
+    record_path = result.work_dir / "sweep.json"
+    record = json.loads(record_path.read_text())
+    assert record["code"]["package"] == recbole_attrcloak.__version__ and record["code"]["source"]
+    original = record_path.read_text()
+    try:
+        record["code"]["source"] = "0123456789ab"  # results of other code
+        record_path.write_text(json.dumps(record))
+        with pytest.raises(CodeVersionError, match="cannot resume"):
+            run_sweep(_toy_spec(toy_root), out, resume=True, progress=False)
+        (tmp_path / "s.yaml").write_text(json.dumps(_toy_spec(toy_root)))
+        argv = ["--tune", str(tmp_path / "s.yaml"), "--output_dir", str(out), "--resume"]
+        capsys.readouterr()
+        assert main(argv) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "cannot resume" in line and "0123456789ab" in line
+    finally:
+        record_path.write_text(original)
 
 
 def test_resume_runs_only_missing_trials(sweep, toy_root):
@@ -179,4 +302,4 @@ def test_resume_runs_only_missing_trials(sweep, toy_root):
     resumed = run_sweep(_toy_spec(toy_root), out, resume=True, progress=False)
     assert (removed / "report.json").is_file()
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
-    assert sorted(resumed.table["status"]) == ["failed", "ok", "ok"]
+    assert sorted(resumed.table["status"]) == ["failed", "ok", "ok", "ok"]

@@ -96,12 +96,15 @@ class AuditSettings:
     @classmethod
     def preset(cls, name: str) -> AuditSettings:
         """``full``: both protocols, every attacker, permutation tests (the defaults).
-        ``quick``: the paper's shadow protocol with its MLP and XGBoost (held-out tests only)."""
+        ``quick``: the paper's shadow protocol with its MLP and XGBoost (held-out tests only).
+        ``kfold``: quick's attackers under the k-fold protocol (a sweep's check of the trial
+        it selected with the quick audit)."""
         if name == "full":
             return cls()
-        if name == "quick":
-            return cls(protocols=("shadow",), attackers=("mlp", "xgboost"))
-        raise ValueError(f"unknown audit preset {name!r}; choose from: quick, full")
+        if name in ("quick", "kfold"):
+            protocol = "shadow" if name == "quick" else "kfold"
+            return cls(protocols=(protocol,), attackers=("mlp", "xgboost"))
+        raise ValueError(f"unknown audit preset {name!r}; choose from: quick, full, kfold")
 
 
 def audit_representations(

@@ -38,7 +38,11 @@ _TOP_LEVEL = {
     "max_concurrent_trials",
     "metric",
     "mode",
+    "waves",
+    "kfold_check",
 }
+#: Keys that only change the audit: trials differing in them share one trained model.
+AUDIT_KEYS = frozenset({"sensitive_attributes", "audit", "audit_seed", "audit_n_jobs"})
 
 
 class SpecError(ValueError):
@@ -73,8 +77,13 @@ class Trial:
     config: dict[str, Any]
 
     def training_config(self) -> dict[str, Any]:
-        """The config of the group's training run: the trial's without the unlearning keys."""
+        """The config of the group's training run: the trial's without the unlearning and
+        audit keys."""
         return training_config(self.config)
+
+    def audit_config(self) -> dict[str, Any]:
+        """The trial's audit keys (``AUDIT_KEYS``) as given in the spec."""
+        return {k: self.config[k] for k in sorted(AUDIT_KEYS) if k in self.config}
 
 
 @dataclass
@@ -89,6 +98,8 @@ class Spec:
     max_concurrent_trials: int | None = None
     metric: str = "score"
     mode: str = "max"
+    waves: str | None = None
+    kfold_check: bool = True
 
     def groups(self) -> dict[str, Trial]:
         """One representative trial per training group, in first-seen order."""
@@ -96,6 +107,17 @@ class Spec:
         for trial in self.trials:
             first.setdefault(trial.group_id, trial)
         return first
+
+    def wave_list(self) -> list[list[Trial]]:
+        """The trials in waves: one per value of the ``waves`` key, in first-seen order (all
+        trials in one wave without it). Each wave trains its groups, then runs its trials."""
+        if self.waves is None:
+            return [list(self.trials)]
+        waves: dict[str, list[Trial]] = {}
+        for trial in self.trials:
+            value = json.dumps(trial.config.get(self.waves), sort_keys=True, default=str)
+            waves.setdefault(value, []).append(trial)
+        return list(waves.values())
 
     def swept_keys(self) -> list[str]:
         """Config keys whose value differs between trials, in first-seen order."""
@@ -117,13 +139,13 @@ _BASELINE_KEYS = _unlearning_keys()
 
 
 def is_unlearning_key(key: str) -> bool:
-    """Whether ``key`` only matters after training (the defence and its settings); trials that
-    differ only in such keys share one trained checkpoint."""
-    return key in _BASELINE_KEYS or key.startswith("au_")
+    """Whether ``key`` only matters after training (the defence and its settings, or the
+    audit); trials that differ only in such keys share one trained checkpoint."""
+    return key in _BASELINE_KEYS or key in AUDIT_KEYS or key.startswith("au_")
 
 
 def training_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``config`` without its unlearning keys, and with ``unlearn: none``."""
+    """``config`` without its unlearning and audit keys, and with ``unlearn: none``."""
     return {k: v for k, v in config.items() if not is_unlearning_key(k)} | {"unlearn": "none"}
 
 
@@ -155,7 +177,11 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Mapping[str, An
         max_concurrent_trials=raw.get("max_concurrent_trials"),
         metric=str(raw.get("metric", "score")),
         mode=str(raw.get("mode", "max")),
+        waves=raw.get("waves"),
+        kfold_check=raw.get("kfold_check", True),
     )
+    if not isinstance(spec.kfold_check, bool):
+        raise SpecError(f"kfold_check is true or false, got {spec.kfold_check!r}")
     if spec.metric not in METRICS or spec.mode not in ("max", "min"):
         raise SpecError(f"metric must be one of {list(METRICS)} and mode max or min")
     base = dict(raw.get("config") or {})
