@@ -2,6 +2,9 @@
 AttrCloak-DD and AttrCloak-DF as the embedding size d grows (BPR on ml-100k by default; the
 paper used ModCloth, which is not available here).
 
+A Ray Tune sweep (``recbole_attrcloak.tune``): each (d, seed) trains the original model once,
+AttrCloak DD and DF run on its checkpoint. Run the same command again to resume after Ctrl-C.
+
     python benchmarks/embedding_size.py --quick                    # d = 32, 64; one seed
     python benchmarks/embedding_size.py --workers 12 --gpu --out outputs/bench/es
     python benchmarks/embedding_size.py --summarise-only outputs/bench/es
@@ -14,48 +17,50 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from _common import (
+    DataUnavailable,
+    add_arguments,
+    command_line,
+    finish_arguments,
+    method_config,
+    prepare_data,
+    run_config,
+    run_or_locate,
+    sources,
+    split_list,
+)
+from _tables import (
     ATTACKERS,
     LABELS,
     UTILITY,
-    DataUnavailable,
-    Job,
-    add_pool_arguments,
-    aggregate,
-    attributes_for,
-    attributes_in,
-    base_args,
-    command_line,
-    epochs_for,
     epochs_text,
-    finish_arguments,
-    gap_columns,
     header,
     job_counts,
-    job_table,
-    load_reports,
-    markdown_table,
-    order_rows,
-    plan_group,
-    pm,
-    prepare_data,
+    load_run,
     privacy_cells,
     privacy_header,
     readme_link,
-    run_or_locate,
     settings_of,
-    sources,
-    split_list,
     update_readme,
     write_csv,
     write_text,
 )
 from matplotlib.figure import Figure
+
+from recbole_attrcloak.tune import ClusterError, CodeVersionError, SpecError
+from recbole_attrcloak.tune.results import (
+    aggregate,
+    attributes_in,
+    gap_columns,
+    markdown_table,
+    order_rows,
+    pm,
+)
 
 METHODS = ("original", "attrcloak-dd", "attrcloak-df")
 KEYS = ["embedding_size", "method"]
@@ -64,7 +69,7 @@ KEYS = ["embedding_size", "method"]
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options, with the defaults that depend on --quick filled in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_pool_arguments(parser)
+    add_arguments(parser)
     parser.add_argument("--dims", help="embedding sizes (default 32,64,128,256,512)")
     parser.add_argument("--dataset", default="ml-100k", help="dataset (default ml-100k)")
     parser.add_argument("--model", default="BPR", help="a model sized by embedding_size")
@@ -84,27 +89,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plan_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
-    """For each seed (seed-major, so that a deadline leaves whole seeds) and d: the original
-    model and AttrCloak DD and DF on its checkpoint."""
+def plan(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """For each seed (a wave, so that a deadline leaves whole seeds) and d: the original model
+    (a training group) and AttrCloak DD and DF on its checkpoint."""
     try:
-        data_args = prepare_data(
-            args.dataset, args.data_root, sources(args.source).get(args.dataset)
-        )
+        data = prepare_data(args.dataset, args.data_root, sources(args.source).get(args.dataset))
     except DataUnavailable as exc:
-        raise SystemExit(f"error: {args.dataset}: {exc}") from None
-    attributes = attributes_for(args.dataset, args.attributes)
-    jobs = []
+        raise ValueError(f"{args.dataset}: {exc}") from None
+    configs = []
     for seed in args.seeds:
         for d in args.dims:
-            extra = [f"--embedding_size={d}", *(f"--{item}" for item in args.set)]
-            epochs = epochs_for(args.epochs, args.dataset)
-            cli = base_args(
-                args.model, args.dataset, seed, attributes, data_args, args.gpu, epochs, extra
-            )
-            meta = {"dataset": args.dataset, "model": args.model, "seed": seed, "embedding_size": d}
-            prefix = f"{args.dataset}/{args.model}/d{d}/seed{seed}"
-            jobs += plan_group(prefix, meta, cli, METHODS)
+            base = run_config(args, args.model, args.dataset, seed) | data
+            base["embedding_size"] = d
+            configs += [base | method_config(m) for m in METHODS if m != "original"]
     settings = {
         "dataset": args.dataset,
         "model": args.model,
@@ -113,7 +110,16 @@ def plan_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
         "epochs": args.epochs,
         "set": args.set,
     }
-    return jobs, settings
+    return configs, settings
+
+
+def meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's columns in jobs.csv and the tables: dataset, model, seed, d, method, its name."""
+    config, method = row["config"], row["method"]
+    seed, d = config.get("seed"), config.get("embedding_size")
+    job = f"{row['dataset']}/{row['model']}/d{d}/seed{seed}/{method}"
+    columns = {"dataset": row["dataset"], "model": row["model"], "seed": seed}
+    return {"job": job, **columns, "embedding_size": d, "method": method}
 
 
 def table(agg: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
@@ -163,8 +169,7 @@ def plot(agg: pd.DataFrame, path: Path) -> None:
 def summarise(run_dir: Path, results: Path, command: str, readme: Path | None) -> None:
     """Write every result file of ``run_dir`` into ``results``."""
     settings = settings_of(run_dir)
-    jobs = job_table(run_dir)
-    reports = load_reports(run_dir)
+    jobs, reports = load_run(run_dir, meta)
     title = "Embedding size: privacy and utility against d (the paper's Fig. 6)"
     lines = header(title, run_dir, command)
     lines += [
@@ -242,9 +247,17 @@ def headline(agg: pd.DataFrame, results: Path) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run (or locate) the jobs, then write the results."""
+    """Run (or locate) the jobs, then write the results. Bad settings and a cluster that cannot
+    run them: one line, exit 2; Ctrl-C: one line, exit 130 (run the command again to resume)."""
     args = parse_args(argv)
-    run_dir = run_or_locate(args, plan_jobs)
+    try:
+        run_dir = run_or_locate(args, plan, "embedding_size")
+    except (ClusterError, CodeVersionError, SpecError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
     summarise(run_dir, args.results, command_line(), args.readme)
     return 0
 

@@ -3,8 +3,9 @@ attackers, balanced and raw accuracy per attribute), utility (NDCG and Hit at 5 
 runtime (each defence's wall time over the original model's training time), for every
 (dataset, backbone, method, seed), with the paper's own numbers beside ours.
 
-Each (dataset, model, seed) trains the original model once; every other method loads its
-checkpoint (RAP, BlurMe and LDP-SH then retrain from scratch, by design).
+A Ray Tune sweep (``recbole_attrcloak.tune``): each (dataset, model, seed) trains the original
+model once; every other method loads its checkpoint (RAP, BlurMe and LDP-SH then retrain from
+scratch, by design). Run the same command again to resume after Ctrl-C.
 
     python benchmarks/paper_tables.py --quick                      # minutes, on a laptop
     python benchmarks/paper_tables.py --workers 12 --gpu --deadline 420 --out outputs/bench/pt
@@ -29,47 +30,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from _common import (
+    DataUnavailable,
+    add_arguments,
+    command_line,
+    finish_arguments,
+    method_config,
+    prepare_data,
+    run_config,
+    run_or_locate,
+    sources,
+    split_list,
+)
+from _tables import (
     ATTACKER_LABELS,
     ATTACKERS,
-    BPR_ONLY,
     LABELS,
-    METHODS,
     RETRAINING,
     UTILITY,
-    DataUnavailable,
-    Job,
-    add_pool_arguments,
-    aggregate,
-    attributes_for,
-    attributes_in,
-    base_args,
-    command_line,
-    epochs_for,
+    backbones,
     epochs_text,
-    finish_arguments,
-    gap_columns,
     header,
     job_counts,
-    job_table,
-    load_reports,
-    markdown_table,
-    order_rows,
-    plan_group,
-    pm,
-    prepare_data,
+    load_run,
     privacy_cells,
     privacy_header,
     readme_link,
-    run_or_locate,
     settings_of,
-    sources,
-    split_list,
     update_readme,
     write_csv,
     write_text,
 )
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+
+from recbole_attrcloak.registry import METHODS
+from recbole_attrcloak.tune import ClusterError, CodeVersionError, SpecError
+from recbole_attrcloak.tune.results import (
+    aggregate,
+    attributes_in,
+    gap_columns,
+    markdown_table,
+    order_rows,
+    pm,
+)
 
 QUICK_METHODS = ("original", "attrcloak-dd", "attrcloak-df", "u2u", "d2d", "ldp")
 KEYS = ["dataset", "model", "method"]
@@ -251,7 +254,7 @@ TARGETS = (
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The options, with the defaults that depend on --quick filled in."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_pool_arguments(parser)
+    add_arguments(parser)
     parser.add_argument("--datasets", help="comma-separated, list order = priority")
     parser.add_argument("--models", help="comma-separated (default BPR,NeuMF,LightGCN)")
     parser.add_argument("--methods", help=f"comma-separated of {','.join(METHODS)} (default all)")
@@ -277,41 +280,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def plan_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
-    """Every (dataset, model, seed) group's jobs, seed-major so that a run cut short by its
-    deadline still has whole seeds; within a seed the originals first, then the retraining
-    defences (the longest), each in --datasets and --models order."""
+def plan(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One trial config per (dataset, model, seed, defence), seed-major so that a run cut short
+    by its deadline still has whole seeds (each seed is a wave: its original models first,
+    then its defences); within a seed the retraining defences (the longest) first, each in
+    --datasets and --models order. The original models are the training groups."""
     given = sources(args.source)
     unavailable, notes, keyed = {}, [], []
     for d_index, dataset in enumerate(args.datasets):
         try:
-            data_args = prepare_data(dataset, args.data_root, given.get(dataset))
+            data = prepare_data(dataset, args.data_root, given.get(dataset))
         except DataUnavailable as exc:
             unavailable[dataset] = str(exc)
             print(f"not run: {dataset}: {exc}", file=sys.stderr)
             continue
-        attributes = attributes_for(dataset, args.attributes)
         for m_index, model in enumerate(args.models):
-            methods = [m for m in args.methods if model == "BPR" or m not in BPR_ONLY]
-            if len(methods) < len(args.methods):
-                notes.append(f"{model}: RAP not run (implemented for the BPR backbone only)")
+            methods = []
+            for method in args.methods:
+                supported = backbones(method)
+                if supported and model not in supported:
+                    notes.append(
+                        f"{model}: {LABELS[method]} not run (implemented for the "
+                        f"{', '.join(supported)} backbone only)"
+                    )
+                else:
+                    methods.append(method)
+            defences = [m for m in methods if m != "original"] or ["original"]
             for s_index, seed in enumerate(args.seeds):
-                extra = [f"--{item}" for item in args.set]
-                cli = base_args(
-                    model,
-                    dataset,
-                    seed,
-                    attributes,
-                    data_args,
-                    args.gpu,
-                    epochs_for(args.epochs, dataset),
-                    extra,
-                )
-                meta = {"dataset": dataset, "model": model, "seed": seed}
-                for job in plan_group(f"{dataset}/{model}/seed{seed}", meta, cli, methods):
-                    method = job.meta["method"]
-                    phase = 0 if method == "original" else 1 if method in RETRAINING else 2
-                    keyed.append(((s_index, phase, d_index, m_index), job))
+                base = run_config(args, model, dataset, seed) | data
+                for method in defences:
+                    phase = 0 if method in RETRAINING else 1
+                    keyed.append(((s_index, phase, d_index, m_index), base | method_config(method)))
     keyed.sort(key=lambda pair: pair[0])
     settings = {
         "datasets": args.datasets,
@@ -323,7 +322,16 @@ def plan_jobs(args: argparse.Namespace) -> tuple[list[Job], dict[str, Any]]:
         "unavailable": unavailable,
         "notes": sorted(set(notes)),
     }
-    return [job for _, job in keyed], settings
+    return [config for _, config in keyed], settings
+
+
+def meta(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A job's columns in jobs.csv and the tables: dataset, model, seed, method, its name."""
+    seed, method = row["config"].get("seed"), row["method"]
+    job = f"{row['dataset']}/{row['model']}/seed{seed}/{method}"
+    return {"job": job, "dataset": row["dataset"], "model": row["model"], "seed": seed} | {
+        "method": method
+    }
 
 
 # --- summary ------------------------------------------------------------------------------
@@ -553,7 +561,10 @@ def section(agg: pd.DataFrame, dataset: str, model: str, attributes: Sequence[st
 
 
 def _not_run(method: str, model: str) -> str:
-    return " (BPR only here)" if method in BPR_ONLY and model != "BPR" else " (not run)"
+    supported = backbones(method)
+    if supported and model not in supported:
+        return f" ({', '.join(supported)} only here)"
+    return " (not run)"
 
 
 def target_lines(targets: pd.DataFrame) -> list[str]:
@@ -636,11 +647,11 @@ def setup_lines(settings: Mapping[str, Any], jobs: pd.DataFrame) -> list[str]:
         f"stopping on valid NDCG@10 after 10 epochs), full-sort evaluation; epoch caps: {caps}; "
         f"extra settings: {', '.join(settings.get('set', [])) or 'none'}.",
         "- Audit `quick`: the paper's shadow protocol with MLP and XGBoost, 3 repeats. Original "
-        "rows come from the original model's own job; every other row from the job that "
-        "loaded its checkpoint and applied the defence. Defaults of every method as in "
-        "docs/baselines.md and docs/attrcloak.md.",
+        "rows come from the original model's own job (a training group of the Ray Tune sweep); "
+        "every other row from the trial that loaded its checkpoint and applied the defence. "
+        "Defaults of every method as in docs/baselines.md and docs/attrcloak.md.",
         f"- Jobs: {job_counts(jobs)} "
-        "(jobs.csv; a failed job's last log lines are in its folder's error.txt).",
+        "(jobs.csv; a failed job's message and traceback are in its folder's error.json).",
     ]
     lines += [f"- {note}." for note in settings.get("notes", [])]
     return [*lines, ""]
@@ -660,8 +671,7 @@ def not_run_lines(settings: Mapping[str, Any], done: set[str]) -> list[str]:
 def summarise(run_dir: Path, results: Path, command: str, readme: Path | None = None) -> None:
     """Write every result file of ``run_dir`` into ``results``."""
     settings = settings_of(run_dir)
-    jobs = job_table(run_dir)
-    reports = load_reports(run_dir)
+    jobs, reports = load_run(run_dir, meta)
     lines = header("Privacy, utility and runtime (the paper's Tables IV–VII)", run_dir, command)
     lines += setup_lines(settings, jobs)
     results.mkdir(parents=True, exist_ok=True)
@@ -735,9 +745,17 @@ def headline(agg: pd.DataFrame, targets: pd.DataFrame, results: Path) -> list[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run (or locate) the jobs, then write the results."""
+    """Run (or locate) the jobs, then write the results. Bad settings and a cluster that cannot
+    run them: one line, exit 2; Ctrl-C: one line, exit 130 (run the command again to resume)."""
     args = parse_args(argv)
-    run_dir = run_or_locate(args, plan_jobs)
+    try:
+        run_dir = run_or_locate(args, plan, "paper_tables")
+    except (ClusterError, CodeVersionError, SpecError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return 130
     summarise(run_dir, args.results, command_line(), args.readme)
     return 0
 

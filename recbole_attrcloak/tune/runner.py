@@ -114,6 +114,24 @@ def run_sweep(
         spec = load_spec(spec, overrides)
     out = output_folder(spec, output_dir)
     work = work_folder(spec, out)
+    options = {"ray_address": ray_address, "resume": resume, "progress": progress}
+    seconds = run_trials(spec, work, deadline_s=deadline_s, grace_s=grace_s, **options)
+    return SweepResult(write_outputs(spec, work, out, seconds), out, work)
+
+
+def run_trials(
+    spec: Spec,
+    work: Path,
+    *,
+    ray_address: str | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    deadline_s: float | None = None,
+    grace_s: float = 60.0,
+) -> dict[str, float]:
+    """Run every job of ``spec`` into the work folder ``work`` (run_sweep without its output
+    files; the benchmark scripts summarise the folder themselves); return the seconds per
+    phase."""
     deadline = Deadline(None if deadline_s is None else time.time() + deadline_s, grace_s)
     seconds = {"training": 0.0, "trials": 0.0}
     with ray_session(ray_address, spec.resources):
@@ -129,12 +147,14 @@ def run_sweep(
             tic = time.perf_counter()
             _fit("check", _check_jobs(spec, work, deadline), spec, work, progress, deadline)
             seconds["k-fold check"] = time.perf_counter() - tic
-    return SweepResult(write_outputs(spec, work, out, seconds), out, work)
+    return seconds
 
 
-def _label(trial: Trial, keys: list[str]) -> str:
-    shown = [f"{k}={trial.config[k]}" for k in keys if k in trial.config and k != "unlearn"]
-    return " ".join([trial.model, trial.dataset, trial.config["unlearn"], *shown])
+def _label(trial: Trial, keys: list[str], training: bool = False) -> str:
+    config = trial.training_config() if training else trial.config
+    shown = [f"{k}={config[k]}" for k in keys if k in config and k != "unlearn"]
+    what = "training" if training else config["unlearn"]
+    return " ".join([trial.model, trial.dataset, what, *shown])
 
 
 def _job(spec: Spec, trial: Trial, config: dict, folder: Path, deadline: Deadline) -> dict:
@@ -158,10 +178,9 @@ def _train_jobs(spec: Spec, wave: list[Trial], work: Path, deadline: Deadline) -
         folder = train_folder(work, group_id)
         if not (folder / REPORT).is_file():
             trial = first[group_id]
-            keys = [k for k in spec.swept_keys() if k in trial.training_config()]
             config = trial.training_config() | trial.audit_config()
             jobs[group_id] = _job(spec, trial, config, folder, deadline)
-            jobs[group_id]["label"] = _label(trial, keys)
+            jobs[group_id]["label"] = _label(trial, spec.swept_keys(), training=True)
     return jobs
 
 
