@@ -159,7 +159,7 @@ def run_or_locate(
     seed, each original model trained once and every defence run on its checkpoint."""
     if args.summarise_only is not None:
         if not args.summarise_only.is_dir():
-            raise SystemExit(f"error: {args.summarise_only} is not a folder")
+            raise ValueError(f"--summarise-only {args.summarise_only} is not a folder")
         return args.summarise_only
     configs, settings = plan(args)
     resources = {"cpu": args.cpus_per_trial, "gpu": args.gpu}

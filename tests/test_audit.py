@@ -327,6 +327,8 @@ def test_settings_are_validated():
         AuditSettings.preset("thorough")
     quick = AuditSettings.preset("quick")
     assert (quick.protocols, quick.attackers) == (("shadow",), ("mlp", "xgboost"))
+    kfold = AuditSettings.preset("kfold")  # a sweep's check of the trial selected with quick
+    assert (kfold.protocols, kfold.attackers) == (("kfold",), ("mlp", "xgboost"))
     assert AuditSettings.preset("full") == AuditSettings()
 
 

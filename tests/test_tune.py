@@ -55,6 +55,14 @@ def test_grid_union_and_samples():
     assert len(spec.groups()) == 3 and len(set(groups.values())) == 3
 
 
+def test_waves_split_trials_by_a_key_in_first_seen_order():
+    search = {"seed": {"grid": [2, 1]}, "au_mode": {"grid": ["dd", "df"]}}
+    spec = load_spec(_spec(search=search, waves="seed"))
+    waves = spec.wave_list()
+    assert [[t.config["seed"] for t in wave] for wave in waves] == [[2, 2], [1, 1]]
+    assert len(load_spec(_spec(search=search)).wave_list()) == 1
+
+
 @pytest.mark.parametrize(
     "key, values",
     [
@@ -104,6 +112,8 @@ def test_ids_are_stable_and_yaml_reads_exponents(tmp_path):
         (_spec(search={"lr": {"loguniform": [0.0, 1.0]}}), "0 < low < high"),
         (_spec(resources_per_trial={"tpu": 1}), "cpu and gpu"),
         (_spec(metric="ndcg@10"), "metric must be one of"),
+        (_spec(kfold_check="yes"), "kfold_check is true or false"),
+        (_spec(waves=["seed"]), "waves names one config key"),
     ],
 )
 def test_bad_specs(spec, message):

@@ -182,6 +182,8 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Mapping[str, An
     )
     if not isinstance(spec.kfold_check, bool):
         raise SpecError(f"kfold_check is true or false, got {spec.kfold_check!r}")
+    if spec.waves is not None and not isinstance(spec.waves, str):
+        raise SpecError(f"waves names one config key, got {spec.waves!r}")
     if spec.metric not in METRICS or spec.mode not in ("max", "min"):
         raise SpecError(f"metric must be one of {list(METRICS)} and mode max or min")
     base = dict(raw.get("config") or {})
