@@ -215,7 +215,7 @@ def _check_jobs(spec: Spec, work: Path, deadline: Deadline) -> dict:
         return {}
     trial = next(t for t in spec.trials if t.trial_id == best["trial_id"])
     report, _ = read_outcome(trial_folder(work, trial.trial_id))
-    audited = report["stages"]["unlearned" if "unlearned" in report["stages"] else "original"]
+    audited = after_stage(report)
     preset = {"quick": "kfold"}.get(audited["audit"]["preset"], audited["audit"]["preset"])
     config = trial.config | {"audit": preset, "audit_seed": audited["audit"]["seed"] + 1}
     job = _job(spec, trial, config, check_folder(work, trial.trial_id), deadline)
