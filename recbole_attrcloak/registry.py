@@ -1,5 +1,5 @@
-"""Lookup tables: models and trainers (ours first, then RecBole's), the user side of each model,
-and the defences selectable with ``--unlearn``.
+"""Lookup tables: models and trainers (ours first, then RecBole's) and the user side of each
+model. (The defences selectable with ``--unlearn`` are in ``defences.py``.)
 
 The *user side* of a model is what AttrCloak may change: the parameters that produce the user
 representation the scorer consumes, and a function computing that representation for all users.
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recbole_attrcloak.model import RAPBPR, RAPTrainer
+
 _RECBOLE_MODEL_PACKAGES = (
     "general_recommender",
     "context_aware_recommender",
@@ -28,16 +30,15 @@ _RECBOLE_MODEL_PACKAGES = (
     "knowledge_aware_recommender",
 )
 
-#: Our RecBole model classes by name; filled by ``recbole_attrcloak.model``.
-MODELS: dict[str, type] = {}
+#: Our RecBole model classes by name.
+MODELS: dict[str, type] = {"RAPBPR": RAPBPR}
 #: Our trainer classes by model name.
-TRAINERS: dict[str, type] = {}
+TRAINERS: dict[str, type] = {"RAPBPR": RAPTrainer}
 
 
 def get_model(name: str) -> type:
     """The model class called ``name``: one of ours, else RecBole's (without its exlib models,
     whose import needs lightgbm)."""
-    importlib.import_module("recbole_attrcloak.model")
     if name in MODELS:
         return MODELS[name]
     for package in _RECBOLE_MODEL_PACKAGES:
@@ -130,6 +131,7 @@ def _all_users(model: nn.Module) -> torch.Tensor:
 
 register_user_side("BPR", ["user_embedding."])
 register_user_side("ENMF", ["user_embedding."])
+register_user_side("RAPBPR", ["user_embedding."])
 register_user_side("NeuMF", ["user_mf_embedding.", "user_mlp_embedding."])
 register_user_side("LightGCN", ["user_embedding."], lambda m: m.forward()[0])
 register_user_side("NGCF", ["user_embedding."], lambda m: m.forward()[0])
@@ -156,33 +158,3 @@ def user_side(model: nn.Module) -> UserSide:
         f"no user representation known for model '{name}': register it with "
         f"recbole_attrcloak.registry.register_user_side('{name}', params=[...], representation=...)"
     )
-
-
-def clear_cached_representations(model: nn.Module) -> None:
-    """Drop the full-sort caches of GNN/DMF models (``restore_user_e``, ``i_embedding``...), so
-    scores and saved checkpoints reflect the current parameters."""
-    for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
-
-
-#: ``--unlearn`` names → "module:function" of the defence (imported on use).
-DEFENCES: dict[str, str] = {
-    "none": "",
-    "attrcloak": "recbole_attrcloak.unlearning.attrcloak:run_attrcloak",
-    "u2u": "recbole_attrcloak.unlearning.distance_unlearning:run_u2u",
-    "d2d": "recbole_attrcloak.unlearning.distance_unlearning:run_d2d",
-    "rap": "recbole_attrcloak.model.rap:run_rap",
-    "blurme": "recbole_attrcloak.retrain:run_blurme",
-    "ldp": "recbole_attrcloak.retrain:run_ldp",
-}
-
-
-def get_defence(name: str) -> Callable | None:
-    """The defence function for ``--unlearn name`` (None for ``none``)."""
-    if name not in DEFENCES:
-        raise ValueError(f"unknown --unlearn method '{name}': choose one of {sorted(DEFENCES)}")
-    target = DEFENCES[name]
-    if not target:
-        return None
-    module_name, function = target.split(":")
-    return getattr(importlib.import_module(module_name), function)
