@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from recbole_attrcloak.data import convert
+from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.provenance import machine
-from recbole_attrcloak.registry import METHODS
 from recbole_attrcloak.tune import load_spec
 from recbole_attrcloak.tune.results import job_rows
 from recbole_attrcloak.tune.runner import run_trials

@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.provenance import machine_line
-from recbole_attrcloak.registry import METHODS
 from recbole_attrcloak.tune.results import job_rows, pm
 from recbole_attrcloak.tune.workdir import recorded_trials
 

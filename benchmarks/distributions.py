@@ -31,8 +31,9 @@ from matplotlib.figure import Figure
 from scipy.integrate import trapezoid
 
 from benchmarks.scale import machine_header, product_fingerprint
-from recbole_attrcloak.audit.__main__ import load_attributes, load_stages
+from recbole_attrcloak.audit.__main__ import load_stages
 from recbole_attrcloak.config import build_config
+from recbole_attrcloak.data.attributes import user_attributes
 from recbole_attrcloak.quick_start import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokens, stages = load_stages(report["embeddings"], None)
     config = build_config(args.model, args.dataset, config_files, {})
     user_file = Path(config["data_path"]) / f"{args.dataset}.user"
-    labels = load_attributes(str(user_file), [args.attribute], tokens)[args.attribute]
+    labels = user_attributes(str(user_file), [args.attribute], tokens)[args.attribute]
     known = labels.codes >= 0
     codes, k = labels.codes[known], len(labels.classes)
     stages = {s: stages[s][known].astype(np.float64) for s in STAGES}

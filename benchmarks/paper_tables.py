@@ -63,7 +63,7 @@ from _tables import (
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from recbole_attrcloak.registry import METHODS
+from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.tune import ClusterError, CodeVersionError, SpecError
 from recbole_attrcloak.tune.results import (
     aggregate,

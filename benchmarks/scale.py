@@ -9,11 +9,14 @@ covariance along its own direction), with the package's L_AU and α solver and t
 defaults (``au_*`` keys of ``properties/overall.yaml``). Each size runs in a fresh subprocess so
 that its peak memory (``ru_maxrss``; on CUDA also the allocator's peak) is its own. Writes
 ``df.csv``, ``df.md`` and ``df.png`` (time per step and peak memory against |U|, log–log).
-Imports only torch, numpy, yaml and ``recbole_attrcloak.losses`` (no RecBole): run it from the
-repository root with ``python -m`` where RecBole is not installed.
+The unlearning is the product's engine (``recbole_attrcloak.engine``, as ``--unlearn attrcloak
+--au_mode df`` runs it). Imports only torch, numpy, yaml and ``recbole_attrcloak.engine`` and
+``.losses`` (no RecBole): run it from the repository root with ``python -m`` where RecBole is
+not installed.
 
-``dd``: one AttrCloak-DD step (one training batch, through the product's trainer) against one
-RecBole training epoch of BPR on ml-100k. Needs RecBole. Writes ``dd.csv`` and ``dd.md``.
+``dd``: one AttrCloak-DD step (one training batch, through the engine as the product builds it)
+against one RecBole training epoch of BPR on ml-100k. Needs RecBole. Writes ``dd.csv`` and
+``dd.md``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import argparse
 import copy
 import csv
 import hashlib
-import itertools
 import json
 import math
 import os
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,15 +46,22 @@ import torch
 import yaml
 
 import recbole_attrcloak
-from recbole_attrcloak.losses import GaussianMIBound, flat_grad, solve_alpha
+from recbole_attrcloak.engine import (
+    AttrCloakSettings,
+    DistanceRetention,
+    Unlearner,
+    build_optimizer,
+    param_groups,
+)
+from recbole_attrcloak.losses import GaussianMIBound, Target
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scale"
 PACKAGE = Path(recbole_attrcloak.__file__).parent
 PROPERTIES = PACKAGE / "properties" / "overall.yaml"
-# What the DF measurements depend on: L_AU and α_u, the defaults, and the DF loop mirrored here.
+# What the DF measurements depend on: L_AU and α_u, the engine's loop, and the defaults.
 PRODUCT_FILES = [*sorted((PACKAGE / "losses").glob("*.py")), PROPERTIES]
-PRODUCT_FILES += [PACKAGE / "unlearning" / "attrcloak.py"]
+PRODUCT_FILES += sorted((PACKAGE / "engine").glob("*.py"))
 
 FULL_SIZES = "10000x128,30000x128,100000x128,300000x128,1000000x128,100000x512"
 QUICK_SIZES = "1000x16,2000x16,4000x16,2000x32"
@@ -76,16 +85,6 @@ PLANTED: dict[str, tuple[float, float]] = {
 # BPR's user table on ml-100k (d = 128).
 VARIANCE_PER_DIM = 0.05
 GENERATION_CHUNK = 65_536
-
-# AttrCloakTrainer's α_u bounds in DF mode.
-DF_ALPHA_BOUNDS = (0.1, 1.0)
-# RecBole's names of the optimisers (Trainer._build_optimizer).
-OPTIMISERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
-    "adam": torch.optim.Adam,
-    "sgd": torch.optim.SGD,
-    "adagrad": torch.optim.Adagrad,
-    "rmsprop": torch.optim.RMSprop,
-}
 
 
 def machine_header(command: str) -> str:
@@ -153,90 +152,59 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def stalled(trace: Sequence[float], tol: float, patience: int) -> bool:
-    """L_AU has not fallen by ``tol`` (relative) for ``patience`` steps."""
-    best, best_step = math.inf, 0
-    for step, value in enumerate(trace):
-        if value < best * (1.0 - tol):
-            best, best_step = value, step
-    return len(trace) - best_step > patience
+class _TimedUnlearner(Unlearner):
+    """The engine's unlearner, timing each step (synchronised on CUDA)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.step_s: list[float] = []
+
+    def step(self) -> None:
+        tic = time.perf_counter()
+        super().step()
+        _sync(self.params[0].device)
+        self.step_s.append(time.perf_counter() - tic)
 
 
 def df_unlearn(
     original: torch.Tensor, bound: GaussianMIBound, s: Mapping[str, Any]
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """AttrCloak-DF on a user table with the product's step and stopping rule, timed.
-
-    As ``AttrCloakTrainer`` in DF mode: the random-label levels are set once from the original;
-    a step minimises α_u·L_AU + (1 − α_u)·Σ‖e − e⁰‖² with α_u from ``solve_alpha``. The state
-    closest to the target (largest relative excess of a term; L_AU for ``zero``) is kept; the
-    run stops once it is within ``au_target_tol``, when L_AU has not fallen by ``au_tol`` for
-    ``au_patience`` steps, or after ``au_max_steps``; the learning rate halves after every
-    ``au_check_every`` steps that brought the state no closer.
-    """
+    """AttrCloak-DF on a user table through the product's engine (``recbole_attrcloak.engine``:
+    the same step, stop rule, α_u bounds and optimiser as ``--unlearn attrcloak --au_mode df``),
+    timed. The random-label levels are set once from the original, timed apart."""
     device = original.device
+    settings = AttrCloakSettings.from_settings({**s, "au_mode": "df"})
     emb = original.clone().requires_grad_(True)
-    lr = float(s["au_learning_rate"])
-    if s["au_relative_lr"]:
-        lr *= float(original.square().mean().sqrt())
-    optimiser = OPTIMISERS[s["au_learner"].lower()]([emb], lr=lr)
-    fixed = s["au_alpha"] if s["au_solver"] == "fixed" else None
-    max_steps, chunk = int(s["au_max_steps"]), int(s["au_check_every"])
-    tol, patience = float(s["au_tol"]), int(s["au_patience"])
-    target_tol = 0.0 if bound.target == "zero" else float(s["au_target_tol"])
-
+    groups = param_groups([emb], settings.learning_rate, settings.relative_lr)
+    optimizer = build_optimizer(settings.learner, groups, settings.learning_rate)
+    unlearner = _TimedUnlearner(
+        lambda: emb,
+        [emb],
+        bound,
+        DistanceRetention(original),
+        optimizer,
+        settings.stop,
+        solver=settings.solver,
+        fixed_alpha=settings.fixed_alpha,
+    )
     _sync(device)
     started = time.perf_counter()
-    if bound.target != "zero":
+    if bound.target != Target.ZERO:
         bound.refresh_reference(original)
     _sync(device)
     reference_s = time.perf_counter() - started
-    trace: list[float] = []
-    step_s: list[float] = []
-    kept, kept_step, kept_distance = original, -1, math.inf
-    reason = "max_steps"
-    while len(trace) < max_steps:
-        closest = kept_distance
-        for _ in range(min(chunk, max_steps - len(trace))):
-            tic = time.perf_counter()
-            l_au = bound(emb)
-            g_au = flat_grad(l_au, [emb], retain_graph=False)
-            g_r = (emb.detach() - original).mul_(2.0).reshape(-1)  # ∇ Σ‖e − e⁰‖², no graph
-            w = solve_alpha(
-                g_au, g_r, solver=s["au_solver"], bounds=DF_ALPHA_BOUNDS, fixed_alpha=fixed
-            )
-            trace.append(float(l_au.detach()))
-            distance = trace[-1] if bound.target == "zero" else bound.max_excess
-            if distance < kept_distance:
-                kept = emb.detach().clone() if kept is original else kept.copy_(emb.detach())
-                kept_step, kept_distance = len(trace) - 1, distance
-            optimiser.zero_grad()
-            emb.grad = g_au.mul_(w.w_au).add_(g_r, alpha=w.w_r).view_as(emb)  # in place
-            del g_r
-            optimiser.step()
-            _sync(device)
-            step_s.append(time.perf_counter() - tic)
-            if kept_distance <= target_tol:
-                break
-        if kept_distance <= target_tol:
-            reason = "target_reached"
-            break
-        if stalled(trace, tol, patience):
-            reason = "stalled"
-            break
-        if kept_distance >= closest:
-            for group in optimiser.param_groups:
-                group["lr"] /= 2.0
+    outcome = unlearner.run()  # ends on the kept state
+    _sync(device)
     info = {
-        "steps": len(trace),
-        "kept_step": kept_step,
-        "stop_reason": reason,
+        "steps": outcome.steps_run,
+        "kept_step": outcome.kept_step,
+        "stop_reason": outcome.stop_reason.value,
         "total_s": time.perf_counter() - started,
         "reference_s": reference_s,
-        "step_s_median": statistics.median(step_s),
-        "step_s_mean": statistics.fmean(step_s),
+        "step_s_median": statistics.median(unlearner.step_s),
+        "step_s_mean": statistics.fmean(unlearner.step_s),
     }
-    return kept, info
+    return emb.detach(), info
 
 
 def _probe(
@@ -413,9 +381,10 @@ def df_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
     lines = ["# AttrCloak-DF at scale (synthetic users, planted attributes)", "", header, ""]
     lines += [
         _settings_text(ok)
-        + f"; α_u bounds {DF_ALPHA_BOUNDS}. Steps: taken until the stop (kept: the step of "
-        "the state returned, the closest to the target). Time per step: the median over the "
-        "run's steps; total = the whole unlearning (random-label reference and every step taken). "
+        + f"; α_u bounds {DistanceRetention.bounds}. Steps: taken until the stop (kept: the step "
+        "of the state returned, the closest to the target). Time per step: the median over the "
+        "run's steps; total = the whole unlearning (random-label reference, every step taken, "
+        "and L_AU of the original and of the kept state). "
         "Peak memory: the process's peak RSS (data generation included; the table itself is "
         "`table GiB`), on CUDA the allocator's peak. Attacks: balanced accuracy of a torch "
         "linear / MLP probe (70/30 split of a random subsample of users) before → after; chance "
@@ -539,16 +508,16 @@ DD_RETENTIONS = ("train_loss", "ranking")
 
 
 def run_dd(args: argparse.Namespace, command: str) -> None:
-    """One AttrCloak-DD step (through the product's trainer, for each DD retention) against one
+    """One AttrCloak-DD step (the product's engine, for each DD retention) against one
     RecBole training epoch of BPR on ml-100k."""
     from recbole.data import create_dataset, data_preparation
     from recbole.trainer import Trainer
     from recbole.utils import init_seed
 
     from recbole_attrcloak.config import build_config
-    from recbole_attrcloak.quick_start import load_attributes
+    from recbole_attrcloak.data.attributes import load_attributes
     from recbole_attrcloak.registry import get_model
-    from recbole_attrcloak.unlearning.attrcloak import AttrCloakTrainer
+    from recbole_attrcloak.unlearning.attrcloak import build_unlearner
     from recbole_attrcloak.unlearning.base import only_user_side
 
     config = build_config(
@@ -577,13 +546,15 @@ def run_dd(args: argparse.Namespace, command: str) -> None:
         with only_user_side(trained) as side:
             tic = time.perf_counter()
             bound = GaussianMIBound.from_settings(labels, config, int(config["seed"]))
-            trainer = AttrCloakTrainer(config, trained, side, bound, "dd", train_data)
+            settings = AttrCloakSettings.from_settings(config)
+            unlearner = build_unlearner(config, settings, trained, side, bound, train_data)
+            with torch.no_grad():  # the random-label levels, as the product's first evaluation
+                bound(side.compute(trained))
             setup_s = time.perf_counter() - tic
             step_s = []
-            batches = itertools.islice(itertools.cycle(train_data), steps + 1)
-            for i, batch in enumerate(batches):  # the first step warms up and is not counted
+            for i in range(steps + 1):  # the first step warms up and is not counted
                 tic = time.perf_counter()
-                trainer._train_epoch([batch], i)
+                unlearner.step()
                 if i:
                     step_s.append(time.perf_counter() - tic)
         step = statistics.median(step_s)
@@ -618,10 +589,11 @@ def run_dd(args: argparse.Namespace, command: str) -> None:
         f"{first['batches_per_epoch']} batches per epoch over {first['n_train_interactions']} "
         f"training interactions, {first['n_users']} users). Epoch: RecBole's "
         f"`Trainer._train_epoch`, median of {epochs}. DD step: one step of the product's "
-        f"`AttrCloakTrainer` (L_AU on the whole user table, the retention loss, α_u, one "
-        f"update; `train_loss` reads one training batch per step, `ranking` scores every "
-        f"user's pairs), median of {steps} after one warm-up step. Setup: building L_AU and the "
-        f"trainer (random-label levels; `ranking` also ranks every user's items once).",
+        f"engine as `--unlearn attrcloak` builds it (L_AU on the whole user table, the "
+        f"retention loss, α_u, one update; `train_loss` reads one training batch per step, "
+        f"`ranking` scores every user's pairs), median of {steps} after one warm-up step. "
+        f"Setup: building L_AU and the engine (random-label levels; `ranking` also ranks "
+        f"every user's items once).",
         "",
         "| DD retention | setup s | one DD step s | one epoch s | one training batch s "
         "| DD step / epoch | DD step / training batch |",

@@ -8,7 +8,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from recbole_attrcloak.registry import DEFENCES
+from recbole_attrcloak.audit.settings import AuditPreset
+from recbole_attrcloak.defences import CHOICES
+from recbole_attrcloak.engine import Mode
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
@@ -18,9 +20,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
     parser.add_argument("--config_files", default="", help="space-separated YAML files")
     parser.add_argument("--checkpoint", help="an existing RecBole checkpoint instead of training")
     parser.add_argument("--attributes", help="comma-separated .user columns, e.g. gender,age")
-    parser.add_argument("--unlearn", choices=sorted(DEFENCES), help="defence to apply")
-    parser.add_argument("--au_mode", choices=["dd", "df"], help="AttrCloak retention mode")
-    parser.add_argument("--audit", choices=["quick", "full", "kfold"], help="audit preset")
+    parser.add_argument("--unlearn", choices=sorted(CHOICES), help="defence to apply")
+    parser.add_argument(
+        "--au_mode", choices=[m.value for m in Mode], help="AttrCloak retention mode"
+    )
+    parser.add_argument("--audit", choices=[p.value for p in AuditPreset], help="audit preset")
     parser.add_argument("--output_dir", help="where the report and checkpoints go")
     parser.add_argument("--export_embeddings", action="store_true", help="write embeddings.npz")
     parser.add_argument(

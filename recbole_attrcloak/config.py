@@ -13,17 +13,24 @@ from typing import Any
 import yaml
 from recbole.config import Config
 
+from recbole_attrcloak.audit.settings import AuditPreset
+from recbole_attrcloak.engine import DDRetention, Mode
+from recbole_attrcloak.losses import Covariance, Solver, Target
 from recbole_attrcloak.registry import get_model
 
 PROPERTIES = Path(__file__).parent / "properties"
 
-_CHOICES = {
-    "au_mode": ("dd", "df"),
-    "au_dd_retention": ("train_loss", "ranking"),
-    "au_solver": ("projected", "normalized", "paper", "fixed"),
-    "au_covariance": ("shrinkage", "paper"),
-    "au_target": ("random_labels", "zero"),
-    "audit": ("quick", "full", "kfold"),
+# Keys whose values name a mode: the values of the enums that parse them.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    key: tuple(member.value for member in enum)
+    for key, enum in (
+        ("au_mode", Mode),
+        ("au_dd_retention", DDRetention),
+        ("au_solver", Solver),
+        ("au_covariance", Covariance),
+        ("au_target", Target),
+        ("audit", AuditPreset),
+    )
 }
 
 
@@ -103,7 +110,7 @@ def check_config(config: Config) -> None:
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
     alpha = config["au_alpha"]
-    if config["au_solver"] == "fixed" and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
+    if config["au_solver"] == Solver.FIXED and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
         raise ValueError(f"au_solver=fixed needs au_alpha in [0, 1], got {alpha!r}")
     for key in ("au_max_steps", "au_patience", "au_permutations", "au_check_every", "audit_n_jobs"):
         if int(config[key]) < 1:

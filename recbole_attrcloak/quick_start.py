@@ -8,7 +8,8 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,27 +18,29 @@ import numpy as np
 import torch
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
-from recbole.trainer import Trainer
 from recbole.utils import init_logger, init_seed
 
 from recbole_attrcloak import compat, report
 from recbole_attrcloak.audit import AuditSettings, audit_representations
+from recbole_attrcloak.backbone import evaluate_utility, fit_model, user_representations
 from recbole_attrcloak.config import build_config, check_config, checkpoint_settings
-from recbole_attrcloak.context import RunContext
-from recbole_attrcloak.data.attributes import AttributeLabels, encode_attribute, read_user_file
-from recbole_attrcloak.registry import (
-    clear_cached_representations,
-    get_defence,
-    get_model,
-    get_trainer,
-    user_side,
-)
+from recbole_attrcloak.context import DefenceResult, RunContext
+from recbole_attrcloak.data.attributes import AttributeLabels, load_attributes
+from recbole_attrcloak.defences import get_defence
+from recbole_attrcloak.registry import get_model
 
 logger = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
-    """The dataset cannot be audited as asked (missing .user file, unknown attribute...)."""
+@dataclass
+class _Record:
+    """What a run has measured so far: the audited stages, their user representations, and
+    the seconds of each step."""
+
+    audited_with: dict[str, Any]
+    stages: dict[str, Any] = field(default_factory=dict)
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def run(
@@ -62,15 +65,10 @@ def run(
     been audited with the same preset and seed.
     """
     started = time.perf_counter()
-    overrides = dict(config_dict or {})
-    if unlearn is not None:
-        overrides["unlearn"] = unlearn
-    if attributes is not None:
-        overrides["sensitive_attributes"] = list(attributes)
-    defence = get_defence(overrides.get("unlearn", "none"))
-    out = _prepare_output_dir(output_dir, model, dataset, overrides.get("unlearn", "none"))
-
-    seconds: dict[str, float] = {}
+    overrides = _overrides(config_dict, unlearn, attributes)
+    method = overrides.get("unlearn", "none")
+    defence = get_defence(method)
+    out = _prepare_output_dir(output_dir, model, dataset, method)
     tic = time.perf_counter()
     config, ckpt = _load_config(model, dataset, config_files, overrides, checkpoint)
     config["checkpoint_dir"] = str(out)
@@ -78,68 +76,112 @@ def run(
     init_logger(config)
     log_handler = _log_to(out / "recbole.log")
     try:
-        data = create_dataset(config)
-        train_data, valid_data, test_data = data_preparation(config, data)
-        labels = load_attributes(config, data)
-        model_obj, checkpoint_path = _model(config, train_data, valid_data, ckpt, checkpoint)
-        seconds["load" if ckpt else "train"] = time.perf_counter() - tic
-        ctx = RunContext(config, data, train_data, valid_data, test_data, model_obj, labels, out)
-        settings = AuditSettings.preset(config["audit"])
-        settings.seed = int(config["audit_seed"])
-        settings.n_jobs = int(config["audit_n_jobs"])
-        audited_with = {"preset": str(config["audit"]), "seed": settings.seed}
-
-        stages: dict[str, Any] = {}
-        embeddings: dict[str, np.ndarray] = {}
-        tic = time.perf_counter()
-        if original_stage is None:
-            stages["original"], embeddings["original"] = audit_model(
-                ctx, model_obj, settings, progress
-            )
-            stages["original"]["audit"] = audited_with
-            seconds["audit_original"] = time.perf_counter() - tic
-        else:
-            if original_stage.get("audit") != audited_with:
-                raise ValueError(
-                    f"the reused original audit ran with {original_stage.get('audit')}, "
-                    f"this run audits with {audited_with}"
-                )
-            stages["original"] = copy.deepcopy(dict(original_stage))
-            embeddings["original"] = user_representations(model_obj)
-
-        tokens = user_tokens(data)
-        result: dict[str, Any] = {}
-        if defence is not None:
-            tic = time.perf_counter()
-            outcome = defence(ctx)
-            seconds["unlearn"] = time.perf_counter() - tic
-            result = outcome.info
-            after = outcome.context or ctx
-            stem = out / f"{after.config['model']}-{after.config['dataset']}-{config['unlearn']}"
-            result["checkpoint"] = report.save_recbole_checkpoint(
-                stem.with_suffix(".pth"), after.config, outcome.model
-            )
-            result["weights"] = report.save_weights(
-                Path(f"{stem}-weights.pt"), after.config, outcome.model
-            )
-            tic = time.perf_counter()
-            stages["unlearned"], reps = audit_model(after, outcome.model, settings, progress)
-            stages["unlearned"]["audit"] = audited_with
-            embeddings["unlearned"] = _align(reps, user_tokens(after.dataset), tokens)
-            seconds["audit_unlearned"] = time.perf_counter() - tic
-        seconds["total"] = time.perf_counter() - started
-
-        content = report.build(config, checkpoint_path, stages, result, seconds, labels)
+        ctx, checkpoint_path = load_context(config, ckpt, checkpoint, out)
+        settings = _audit_settings(config)
+        record = _Record({"preset": str(config["audit"]), "seed": settings.seed})
+        record.seconds["load" if ckpt else "train"] = time.perf_counter() - tic
+        _original_stage(ctx, settings, record, original_stage, progress)
+        result = _defend(ctx, defence, settings, record, progress) if defence else {}
+        record.seconds["total"] = time.perf_counter() - started
+        content = report.build(
+            config, checkpoint_path, record.stages, result, record.seconds, ctx.attributes
+        )
         content["output_dir"] = str(out)
         if export_embeddings:
             content["embeddings"] = report.save_embeddings(
-                out / "embeddings.npz", tokens, embeddings
+                out / "embeddings.npz", user_tokens(ctx.dataset), record.embeddings
             )
         report.write(out, content)
         return content
     finally:
         logging.getLogger().removeHandler(log_handler)
         log_handler.close()
+
+
+def _overrides(
+    config_dict: Mapping[str, Any] | None,
+    unlearn: str | None,
+    attributes: Sequence[str] | None,
+) -> dict[str, Any]:
+    """The run's config keys: ``config_dict`` with the ``unlearn`` and ``attributes`` shortcuts."""
+    overrides = dict(config_dict or {})
+    if unlearn is not None:
+        overrides["unlearn"] = unlearn
+    if attributes is not None:
+        overrides["sensitive_attributes"] = list(attributes)
+    return overrides
+
+
+def load_context(
+    config: Config, ckpt: dict | None, checkpoint: str | None, out: Path
+) -> tuple[RunContext, str]:
+    """The data, its splits and sensitive attributes, and the model (the checkpoint's, or one
+    trained now); also the path of the model's checkpoint."""
+    data = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, data)
+    labels = load_attributes(config, data)
+    model, checkpoint_path = _model(config, train_data, valid_data, ckpt, checkpoint)
+    ctx = RunContext(config, data, train_data, valid_data, test_data, model, labels, out)
+    return ctx, checkpoint_path
+
+
+def _audit_settings(config: Config) -> AuditSettings:
+    settings = AuditSettings.preset(config["audit"])
+    settings.seed = int(config["audit_seed"])
+    settings.n_jobs = int(config["audit_n_jobs"])
+    return settings
+
+
+def _original_stage(
+    ctx: RunContext,
+    settings: AuditSettings,
+    record: _Record,
+    reused: Mapping[str, Any] | None,
+    progress: bool,
+) -> None:
+    """Audit the original model, or take over ``reused`` (audited with the same settings)."""
+    if reused is not None:
+        if reused.get("audit") != record.audited_with:
+            raise ValueError(
+                f"the reused original audit ran with {reused.get('audit')}, "
+                f"this run audits with {record.audited_with}"
+            )
+        record.stages["original"] = copy.deepcopy(dict(reused))
+        record.embeddings["original"] = user_representations(ctx.model)
+        return
+    tic = time.perf_counter()
+    stage, record.embeddings["original"] = audit_model(ctx, ctx.model, settings, progress)
+    record.stages["original"] = {**stage, "audit": record.audited_with}
+    record.seconds["audit_original"] = time.perf_counter() - tic
+
+
+def _defend(
+    ctx: RunContext,
+    defence: Callable[[RunContext], DefenceResult],
+    settings: AuditSettings,
+    record: _Record,
+    progress: bool,
+) -> dict[str, Any]:
+    """Apply the defence, save the protected model and audit it; return its report entry."""
+    tic = time.perf_counter()
+    outcome = defence(ctx)
+    record.seconds["unlearn"] = time.perf_counter() - tic
+    result = outcome.info
+    after = outcome.context or ctx
+    stem = ctx.output_dir / (
+        f"{after.config['model']}-{after.config['dataset']}-{ctx.config['unlearn']}"
+    )
+    result["checkpoint"] = report.save_recbole_checkpoint(
+        stem.with_suffix(".pth"), after.config, outcome.model
+    )
+    result["weights"] = report.save_weights(Path(f"{stem}-weights.pt"), after.config, outcome.model)
+    tic = time.perf_counter()
+    stage, reps = audit_model(after, outcome.model, settings, progress)
+    record.stages["unlearned"] = {**stage, "audit": record.audited_with}
+    tokens = user_tokens(ctx.dataset)
+    record.embeddings["unlearned"] = _align(reps, user_tokens(after.dataset), tokens)
+    record.seconds["audit_unlearned"] = time.perf_counter() - tic
+    return result
 
 
 def user_tokens(dataset) -> np.ndarray:
@@ -213,36 +255,6 @@ def _model(config: Config, train_data, valid_data, ckpt: dict | None, path: str 
     return model, str(path)
 
 
-def fit_model(config: Config, model: torch.nn.Module, train_data, valid_data) -> Trainer:
-    """Train ``model`` with the trainer for ``config``'s model and load its best epoch on the
-    validation metric (also used by the retraining defences)."""
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    trainer.fit(train_data, valid_data, saved=True, show_progress=config["show_progress"])
-    model.load_state_dict(compat.load_checkpoint(trainer.saved_model_file)["state_dict"])
-    return trainer
-
-
-def load_attributes(config: Config, dataset) -> dict[str, AttributeLabels]:
-    """Sensitive attributes per internal user id (row 0, RecBole's padding user, is unknown).
-
-    Read from the .user atomic file and joined on the users' tokens rather than through
-    RecBole's ``load_col``, because RecBole fills missing float values with the column mean,
-    which would invent attribute values for users who gave none.
-    """
-    names = list(config["sensitive_attributes"])
-    user_file = Path(config["data_path"]) / f"{config['dataset']}.user"
-    if not user_file.is_file():
-        raise DataError(
-            f"dataset '{config['dataset']}' has no .user file ({user_file}): "
-            "sensitive attributes are read from it"
-        )
-    frame = read_user_file(user_file, names)
-    frame = frame.drop_duplicates(subset=frame.columns[0]).set_index(frame.columns[0])
-    tokens = np.asarray(dataset.field2id_token[dataset.uid_field]).astype(str)
-    aligned = frame.reindex(tokens)
-    return {name: encode_attribute(name, aligned[name].tolist()) for name in names}
-
-
 def audit_model(
     ctx: RunContext, model: torch.nn.Module, settings: AuditSettings, progress: bool = False
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -265,25 +277,8 @@ def audit_model(
     return stage, reps.astype(np.float32)
 
 
-def user_representations(model: torch.nn.Module) -> np.ndarray:
-    """All users' representations (n_users, d), without the padding row."""
-    with torch.no_grad():
-        return user_side(model).compute(model).detach().cpu().numpy()[1:]
-
-
 def _drop_padding(labels: AttributeLabels) -> AttributeLabels:
     return AttributeLabels(labels.name, labels.codes[1:], labels.classes)
-
-
-def evaluate_utility(config: Config, model: torch.nn.Module, valid_data, test_data) -> dict:
-    """NDCG/Hit at the configured cut-offs on the validation and test splits."""
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, model)
-    clear_cached_representations(model)
-    results = {}
-    for split, data in (("valid", valid_data), ("test", test_data)):
-        scores = trainer.evaluate(data, load_best_model=False, show_progress=False)
-        results[split] = {k: float(v) for k, v in scores.items()}
-    return results
 
 
 def _log_to(path: Path) -> logging.Handler:

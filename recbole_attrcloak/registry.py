@@ -1,5 +1,5 @@
-"""Lookup tables: models and trainers (ours first, then RecBole's), the user side of each model,
-and the defences selectable with ``--unlearn``.
+"""Lookup tables: models and trainers (ours first, then RecBole's) and the user side of each
+model. (The defences selectable with ``--unlearn`` are in ``defences.py``.)
 
 The *user side* of a model is what AttrCloak may change: the parameters that produce the user
 representation the scorer consumes, and a function computing that representation for all users.
@@ -15,12 +15,13 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
+
+from recbole_attrcloak.model import RAPBPR, RAPTrainer
 
 _RECBOLE_MODEL_PACKAGES = (
     "general_recommender",
@@ -29,16 +30,15 @@ _RECBOLE_MODEL_PACKAGES = (
     "knowledge_aware_recommender",
 )
 
-#: Our RecBole model classes by name; filled by ``recbole_attrcloak.model``.
-MODELS: dict[str, type] = {}
+#: Our RecBole model classes by name.
+MODELS: dict[str, type] = {"RAPBPR": RAPBPR}
 #: Our trainer classes by model name.
-TRAINERS: dict[str, type] = {}
+TRAINERS: dict[str, type] = {"RAPBPR": RAPTrainer}
 
 
 def get_model(name: str) -> type:
     """The model class called ``name``: one of ours, else RecBole's (without its exlib models,
     whose import needs lightgbm)."""
-    importlib.import_module("recbole_attrcloak.model")
     if name in MODELS:
         return MODELS[name]
     for package in _RECBOLE_MODEL_PACKAGES:
@@ -131,6 +131,7 @@ def _all_users(model: nn.Module) -> torch.Tensor:
 
 register_user_side("BPR", ["user_embedding."])
 register_user_side("ENMF", ["user_embedding."])
+register_user_side("RAPBPR", ["user_embedding."])
 register_user_side("NeuMF", ["user_mf_embedding.", "user_mlp_embedding."])
 register_user_side("LightGCN", ["user_embedding."], lambda m: m.forward()[0])
 register_user_side("NGCF", ["user_embedding."], lambda m: m.forward()[0])
@@ -157,69 +158,3 @@ def user_side(model: nn.Module) -> UserSide:
         f"no user representation known for model '{name}': register it with "
         f"recbole_attrcloak.registry.register_user_side('{name}', params=[...], representation=...)"
     )
-
-
-def clear_cached_representations(model: nn.Module) -> None:
-    """Drop the full-sort caches of GNN/DMF models (``restore_user_e``, ``i_embedding``...), so
-    scores and saved checkpoints reflect the current parameters."""
-    for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
-
-
-#: ``--unlearn`` names → "module:function" of the defence (imported on use).
-DEFENCES: dict[str, str] = {
-    "none": "",
-    "attrcloak": "recbole_attrcloak.unlearning.attrcloak:run_attrcloak",
-    "u2u": "recbole_attrcloak.unlearning.distance_unlearning:run_u2u",
-    "d2d": "recbole_attrcloak.unlearning.distance_unlearning:run_d2d",
-    "rap": "recbole_attrcloak.model.rap:run_rap",
-    "blurme": "recbole_attrcloak.retrain:run_blurme",
-    "ldp": "recbole_attrcloak.retrain:run_ldp",
-}
-
-
-def get_defence(name: str) -> Callable | None:
-    """The defence function for ``--unlearn name`` (None for ``none``)."""
-    if name not in DEFENCES:
-        raise ValueError(f"unknown --unlearn method '{name}': choose one of {sorted(DEFENCES)}")
-    target = DEFENCES[name]
-    if not target:
-        return None
-    module_name, function = target.split(":")
-    return getattr(importlib.import_module(module_name), function)
-
-
-@dataclass(frozen=True)
-class Method:
-    """A defence with fixed settings, as tables and benchmarks name it: ``config`` holds its
-    ``unlearn`` key and the settings that make the variant; ``retrains``: it trains a new model
-    from scratch; ``models``: the backbones it supports (None: any)."""
-
-    label: str
-    config: dict[str, Any]
-    retrains: bool = False
-    models: tuple[str, ...] | None = None
-
-
-#: The method catalogue, in table order: the original model and each ``--unlearn`` defence,
-#: AttrCloak once per retention mode.
-METHODS: dict[str, Method] = {
-    "original": Method("Original", {"unlearn": "none"}),
-    "attrcloak-dd": Method("AttrCloak-DD", {"unlearn": "attrcloak", "au_mode": "dd"}),
-    "attrcloak-df": Method("AttrCloak-DF", {"unlearn": "attrcloak", "au_mode": "df"}),
-    "rap": Method("RAP", {"unlearn": "rap"}, retrains=True, models=("BPR",)),
-    "blurme": Method("BlurMe", {"unlearn": "blurme"}, retrains=True),
-    "ldp": Method("LDP-SH", {"unlearn": "ldp"}, retrains=True),
-    "u2u": Method("U2U-R", {"unlearn": "u2u"}),
-    "d2d": Method("D2D-R", {"unlearn": "d2d"}),
-}
-
-
-def method_of(config: Mapping[str, Any]) -> str:
-    """The catalogue name of a run's config (``unlearn`` and the variant keys), or its bare
-    ``unlearn`` value when no variant matches (e.g. AttrCloak with the default mode)."""
-    given = {"unlearn": "none", **config}
-    for name, method in METHODS.items():
-        if all(given.get(k) == v for k, v in method.config.items()):
-            return name
-    return str(given["unlearn"])

@@ -1,41 +1,20 @@
 """Outputs of a run: report.json, report.md, embeddings.npz and checkpoints, all written
-atomically (a temporary file in the same folder, then ``os.replace``)."""
+atomically (``files.atomic_path``)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from recbole_attrcloak.registry import clear_cached_representations
+from recbole_attrcloak.backbone import clear_cached_representations
+from recbole_attrcloak.files import atomic_path, write_text
 
 UTILITY_KEYS = ("ndcg@5", "ndcg@10", "hit@5", "hit@10")
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it over ``path`` only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def _finite_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -147,8 +126,8 @@ def build(
 
 def write(out: Path, content: Mapping[str, Any]) -> None:
     """report.json and report.md in ``out``."""
-    _write_text(out / "report.json", json.dumps(content, indent=2, default=_json_default) + "\n")
-    _write_text(out / "report.md", markdown(content))
+    write_text(out / "report.json", json.dumps(content, indent=2, default=_json_default) + "\n")
+    write_text(out / "report.md", markdown(content))
 
 
 def _json_default(value: Any) -> Any:
@@ -210,6 +189,7 @@ def markdown(content: Mapping[str, Any]) -> str:
                     f"{attacker} | {_fmt(shadow, tests.get('shadow', {}).get(attacker))} | "
                     f"{_fmt(kfold, tests.get('kfold', {}).get(attacker))} | {verdict} |"
                 )
+    lines += _unlearning_lines(content.get("unlearning", {}))
     lines += ["", "## Embedding spectrum", "", "| stage | effective rank | log10 condition |"]
     lines.append("|---|---|---|")
     for name, stage in content["stages"].items():
@@ -218,3 +198,27 @@ def markdown(content: Mapping[str, Any]) -> str:
     lines += ["", "## Seconds", ""]
     lines += [f"- {k}: {v:.1f}" for k, v in content["seconds"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _unlearning_lines(info: Mapping[str, Any]) -> list[str]:
+    """AttrCloak's stop rule and every term of L_AU against its target (none for the other
+    defences)."""
+    if "terms" not in info:
+        return []
+    lines = [
+        "",
+        "## Unlearning",
+        "",
+        f"Stopped by `{info['stop_reason']}`; kept the state of step {info['steps']} "
+        f"(L_AU {info['initial_l_au']:.4g} → {info['final_l_au']:.4g}).",
+        "",
+        "| term | value | target | random-label level | met |",
+        "|---|---|---|---|---|",
+    ]
+    for term in info["terms"]:
+        level = "–" if term["reference"] is None else f"{term['reference']:.4g}"
+        met = "yes" if term["met"] else "no"
+        lines.append(
+            f"| {term['name']} | {term['value']:.4g} | {term['target']:.4g} | {level} | {met} |"
+        )
+    return lines

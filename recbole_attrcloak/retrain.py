@@ -1,5 +1,6 @@
-"""Retraining defences: BlurMe and LDP-SH obfuscate the training interactions, then the backbone
-is trained from scratch on them with RecBole's trainer.
+"""Retraining defences: a new backbone is trained from scratch with RecBole's trainer. RAP
+trains a BPR backbone against attribute attackers (``model.RAPBPR``); BlurMe and LDP-SH
+obfuscate the training interactions first.
 
 The obfuscated data is a derived atomic dataset under ``<output_dir>/derived/<dataset>-<method>``
 (never next to the user's files), written as RecBole pre-split benchmark files
@@ -10,6 +11,7 @@ are exactly the original splits; the ``.user`` and ``.item`` files are copied.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import shutil
 import time
@@ -20,10 +22,11 @@ import numpy as np
 import pandas as pd
 from recbole.config import Config
 from recbole.data import create_dataset, data_preparation
-from recbole.trainer import Trainer
 from recbole.utils import init_seed
 
+from recbole_attrcloak.backbone import fit_model, training_summary
 from recbole_attrcloak.context import DefenceResult, RunContext
+from recbole_attrcloak.data.attributes import load_attributes
 from recbole_attrcloak.data.obfuscation import (
     blurme_additions,
     check_blurme_p,
@@ -34,7 +37,7 @@ from recbole_attrcloak.data.obfuscation import (
     user_item_lists,
     with_profiles,
 )
-from recbole_attrcloak.quick_start import fit_model, load_attributes
+from recbole_attrcloak.model.rap import RAPBPR, check_rap_config
 from recbole_attrcloak.registry import get_model
 
 logger = logging.getLogger(__name__)
@@ -54,15 +57,6 @@ _ALREADY_APPLIED = {
     "discretization": None,
     "threshold": None,
 }
-
-
-def training_summary(trainer: Trainer) -> dict[str, Any]:
-    """Epochs run, best validation score and the per-epoch training loss, for the report."""
-    return {
-        "epochs": len(trainer.train_loss_dict),
-        "best_valid_score": float(trainer.best_valid_score),
-        "train_loss": list(trainer.train_loss_dict.values()),
-    }
 
 
 def split_frames(ctx: RunContext) -> dict[str, pd.DataFrame]:
@@ -232,3 +226,28 @@ def run_ldp(ctx: RunContext) -> DefenceResult:
         **summary,
     }
     return DefenceResult(new.model, info, new)
+
+
+def run_rap(ctx: RunContext) -> DefenceResult:
+    """``--unlearn rap``: train RAPBPR from scratch on the run's data (BPR backbone only)."""
+    if ctx.config["model"] != "BPR":
+        raise ValueError(f"--unlearn rap retrains a BPR backbone, not {ctx.config['model']}")
+    check_rap_config(ctx.config)
+    config = copy.deepcopy(ctx.config)
+    config["model"] = "RAPBPR"
+    config.model, config.model_class = "RAPBPR", RAPBPR
+    config["checkpoint_dir"] = str(ctx.output_dir / "retrain")
+    init_seed(config["seed"], config["reproducibility"])
+    model = RAPBPR(config, ctx.train_data._dataset).to(config["device"])
+    trainer = fit_model(config, model, ctx.train_data, ctx.valid_data)
+    info = {
+        "model": "RAPBPR",
+        "lambda": model.rap_lambda,
+        "hidden_size": int(config["rap_hidden_size"]),
+        **training_summary(trainer),
+        "loss_parts": {
+            "bpr": [a for a, _ in trainer.loss_parts],
+            "attacker": [b for _, b in trainer.loss_parts],
+        },
+    }
+    return DefenceResult(model, info, dataclasses.replace(ctx, config=config, model=model))

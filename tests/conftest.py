@@ -51,6 +51,29 @@ def toy_config(root: Path, **extra) -> dict:
     }
 
 
+def toy_context(root: Path, out: Path, model_name: str = "BPR", **extra):
+    """A ``RunContext`` on the toy dataset with ``model_name`` trained (``toy_config`` plus
+    ``extra``), as the pipeline builds it."""
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import init_seed
+
+    from recbole_attrcloak.backbone import fit_model
+    from recbole_attrcloak.config import build_config
+    from recbole_attrcloak.context import RunContext
+    from recbole_attrcloak.data.attributes import load_attributes
+    from recbole_attrcloak.registry import get_model
+
+    config = build_config(model_name, "toy", overrides=toy_config(root, **extra))
+    config["checkpoint_dir"] = str(out)
+    init_seed(config["seed"], config["reproducibility"])
+    dataset = create_dataset(config)
+    train, valid, test = data_preparation(config, dataset)
+    model = get_model(model_name)(config, train._dataset).to(config["device"])
+    fit_model(config, model, train, valid)
+    labels = load_attributes(config, dataset)
+    return RunContext(config, dataset, train, valid, test, model, labels, out)
+
+
 @pytest.fixture(scope="session")
 def toy_root(tmp_path_factory) -> Path:
     return write_toy_dataset(tmp_path_factory.mktemp("data"))

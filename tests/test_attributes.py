@@ -6,8 +6,10 @@ import pytest
 from recbole_attrcloak.data.attributes import (
     AGE_GROUPS,
     AttributeLabels,
+    DataError,
     encode_attribute,
     read_user_file,
+    user_attributes,
 )
 
 
@@ -105,3 +107,19 @@ def test_read_user_file_errors(user_file, tmp_path):
         read_user_file(user_file, ["gender", "zip_code"])
     with pytest.raises(FileNotFoundError, match="missing.user"):
         read_user_file(tmp_path / "missing.user", ["gender"])
+
+
+def test_user_attributes_follow_the_tokens_order(user_file):
+    labels = user_attributes(user_file, ["gender", "occupation"], ["10", "[PAD]", "2", "1"])
+    gender = labels["gender"]
+    assert [gender.classes[c] if c >= 0 else None for c in gender.codes] == ["M", None, "F", "M"]
+    assert labels["occupation"].codes.tolist() == [1, -1, -1, 0]  # user 2 gave none
+
+
+def test_user_attributes_refuse_duplicate_ids_and_foreign_files(user_file, tmp_path):
+    twice = tmp_path / "twice.user"
+    twice.write_text(user_file.read_text() + "2\t31\tM\twriter\n")
+    with pytest.raises(DataError, match="duplicate user ids, e.g. '2'"):
+        user_attributes(twice, ["gender"], ["1", "2"])
+    with pytest.raises(DataError, match="none of the 2 users"):
+        user_attributes(user_file, ["gender"], ["7", "8"])

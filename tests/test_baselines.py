@@ -8,30 +8,19 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
-from recbole.data import create_dataset, data_preparation
-from recbole.model.general_recommender import BPR
 from recbole.utils import init_seed
 
-from recbole_attrcloak.config import build_config
+from recbole_attrcloak.backbone import fit_model
 from recbole_attrcloak.context import RunContext
-from recbole_attrcloak.model.rap import RAPBPR, run_rap
-from recbole_attrcloak.quick_start import fit_model, load_attributes, run
-from recbole_attrcloak.retrain import run_blurme, run_ldp
+from recbole_attrcloak.model.rap import RAPBPR
+from recbole_attrcloak.quick_start import run
+from recbole_attrcloak.retrain import run_blurme, run_ldp, run_rap
 from recbole_attrcloak.unlearning.distance_unlearning import run_d2d, run_u2u
-from tests.conftest import toy_config
+from tests.conftest import toy_config, toy_context
 
 
 def _context(root, out, model_name="BPR", **extra) -> RunContext:
-    config = build_config(model_name, "toy", overrides=toy_config(root, **extra))
-    config["checkpoint_dir"] = str(out)
-    init_seed(config["seed"], config["reproducibility"])
-    dataset = create_dataset(config)
-    train, valid, test = data_preparation(config, dataset)
-    model_class = BPR if model_name == "BPR" else RAPBPR
-    model = model_class(config, train._dataset).to(config["device"])
-    fit_model(config, model, train, valid)
-    labels = load_attributes(config, dataset)
-    return RunContext(config, dataset, train, valid, test, model, labels, out)
+    return toy_context(root, out, model_name, **extra)
 
 
 @pytest.fixture(scope="module")

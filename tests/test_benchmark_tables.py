@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from recbole_attrcloak.registry import DEFENCES, METHODS, method_of
+from recbole_attrcloak.defences import CATALOGUE as METHODS
+from recbole_attrcloak.defences import CHOICES, method_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,10 +117,10 @@ def test_settings_of_merges_invocations(tmp_path: Path) -> None:
 
 
 def test_method_catalogue_covers_the_registry():
-    assert {m.config["unlearn"] for m in METHODS.values()} == set(DEFENCES)
+    assert {m.config["unlearn"] for m in METHODS.values()} == set(CHOICES)
     for name, method in METHODS.items():
-        assert method_of(method.config) == name
-    assert method_of({"unlearn": "attrcloak"}) == "attrcloak"  # no variant named: the defence
+        assert method_name(method.config) == name
+    assert method_name({"unlearn": "attrcloak"}) == "attrcloak"  # no variant named: the defence
     assert METHODS["rap"].models == ("BPR",) and METHODS["ldp"].retrains
 
 

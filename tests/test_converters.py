@@ -14,10 +14,10 @@ from recbole_attrcloak.data.convert import main
 from recbole_attrcloak.data.converters import (
     COUNTRY_TO_CONTINENT,
     ConversionError,
-    _write_atomic,
     convert_lastfm1k,
     convert_ml1m,
     convert_modcloth,
+    write_atomic,
 )
 
 REAL_LASTFM_PROFILE = Path("/work/shared/data/lastfm-1k/userid-profile.tsv")
@@ -318,7 +318,7 @@ def test_modcloth_accepts_the_csv_path(tmp_path):
 def test_atomic_file_quoting_round_trips_through_pandas(tmp_path):
     rows = [["plain", 'mid"quote'], ['"lead', "tab\there"], ["new\nline", "cr\rx"], ["", "x"]]
     path = tmp_path / "cells.item"
-    assert _write_atomic(path, ["a:token", "b:token"], rows) == 4
+    assert write_atomic(path, ["a:token", "b:token"], rows) == 4
     assert path.read_bytes() == (
         b'a:token\tb:token\nplain\tmid"quote\n"""lead"\t"tab\there"\n"new\nline"\t"cr\rx"\n\tx\n'
     )

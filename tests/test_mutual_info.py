@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from recbole_attrcloak.losses import GaussianMIBound, gaussian_kl, gaussian_kl_terms, mutual_info
+from recbole_attrcloak.losses import GaussianMIBound, class_moments, gaussian_kl, gaussian_kl_terms
 
 
 @pytest.fixture(autouse=True)
@@ -480,7 +480,7 @@ def test_class_statistics_match_the_dense_computation(
     monkeypatch, target, covariance, shrinkage, ridge, chunk_rows
 ):
     if chunk_rows:  # pieces of 7 users: class and chunk boundaries do not coincide
-        monkeypatch.setattr(mutual_info, "_CHUNK_BYTES", chunk_rows * 6 * 8)
+        monkeypatch.setattr(class_moments, "_CHUNK_BYTES", chunk_rows * 6 * 8)
     emb, labels = _several_attributes()
     kw = dict(covariance=covariance, shrinkage=shrinkage, ridge=ridge, target=target)
     kw |= dict(n_permutations=3, target_ratio=0.5)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 import torch
 
 from recbole_attrcloak import compat
-from recbole_attrcloak.quick_start import DataError, run
-from tests.conftest import toy_config, write_toy_dataset
+from recbole_attrcloak.data.attributes import DataError
+from recbole_attrcloak.quick_start import run
+from tests.conftest import toy_config, toy_context, write_toy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -103,31 +106,25 @@ def test_unlearned_checkpoint_loads_with_stock_recbole(df_run):
     assert torch.equal(model.user_embedding.weight.cpu(), after["user_embedding.weight"])
 
 
-def test_df_never_reads_interactions(original_run, toy_root, monkeypatch):
-    from recbole_attrcloak.unlearning import attrcloak
+def test_df_never_reads_interactions(toy_root, tmp_path):
+    from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 
-    report, _ = original_run
-    calls = []
-    original = attrcloak.AttrCloakTrainer.unlearn
+    ctx = toy_context(toy_root, tmp_path, epochs=3, au_mode="df", au_max_steps=10)
 
-    def spy(self, train_data=None, show_progress=False):
-        class Forbidden:
-            def __iter__(self):
-                calls.append("iter")
-                raise AssertionError("DF touched the interaction data")
+    class Forbidden:
+        def __getattr__(self, name):
+            raise AssertionError(f"DF touched the interaction data ({name})")
 
-        return original(self, Forbidden(), show_progress)
+        def __iter__(self):
+            raise AssertionError("DF iterated the interaction data")
 
-    monkeypatch.setattr(attrcloak.AttrCloakTrainer, "unlearn", spy)
-    ctx_report = run(
-        "BPR",
-        "toy",
-        config_dict=toy_config(toy_root, au_mode="df", au_max_steps=10),
-        checkpoint=report["checkpoint"]["original"],
-        unlearn="attrcloak",
-        output_dir=str(toy_root / "df-spy"),
-    )
-    assert calls == [] and ctx_report["unlearning"]["steps"] > 0
+    result = run_attrcloak(dataclasses.replace(ctx, train_data=Forbidden()))
+    assert result.info["mode"] == "df" and len(result.info["trace"]["l_au"]) > 0
+    # the same run with the real loader: DD reads it, DF does not need it
+    with pytest.raises(AssertionError, match="interaction data"):
+        config = copy.deepcopy(ctx.config)
+        config["au_mode"] = "dd"
+        run_attrcloak(dataclasses.replace(ctx, config=config, train_data=Forbidden()))
 
 
 def test_dd_mode_runs_and_keeps_items(original_run, toy_root, tmp_path):
@@ -208,6 +205,16 @@ def test_single_class_attribute(toy_root, tmp_path):
             attributes=["country"],
             output_dir=str(tmp_path / "o"),
         )
+
+
+def test_duplicate_user_ids_stop_before_training(tmp_path):
+    root = write_toy_dataset(tmp_path / "data", name="twice")
+    user_file = root / "twice" / "twice.user"
+    user_file.write_text(user_file.read_text() + "u3\t30\tF\ta\tonly\n")  # u3 again
+    out = tmp_path / "o"
+    with pytest.raises(DataError, match="duplicate user ids, e.g. 'u3'"):
+        run("BPR", "twice", config_dict=toy_config(root, epochs=1), output_dir=str(out))
+    assert not list(out.glob("*.pth"))  # nothing trained
 
 
 def test_unknown_method_and_model(toy_root, tmp_path):

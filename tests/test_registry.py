@@ -83,3 +83,25 @@ def test_register_custom_model():
     side = user_side(model)
     assert [n for n, _ in side.parameters(model)] == ["user_table.weight"]
     assert torch.equal(side.compute(model), model.user_table.weight)
+
+
+def test_defence_table_names_every_method_once():
+    from recbole_attrcloak.cli import parse_args
+    from recbole_attrcloak.defences import CHOICES, DEFENCES, METHODS, get_defence, method_of
+
+    assert get_defence("none") is None
+    for name in DEFENCES:
+        assert callable(get_defence(name)), name  # every entry point imports
+        assert parse_args(["--unlearn", name])[0].unlearn == name
+    assert set(CHOICES) == {"none", *DEFENCES}
+    assert sorted(METHODS) == sorted(
+        ["attrcloak-dd", "attrcloak-df", *set(DEFENCES) - {"attrcloak"}]
+    )
+    assert method_of({"unlearn": "attrcloak", "au_mode": "dd"}).label == "AttrCloak-DD"
+    assert method_of({"unlearn": "u2u", "au_mode": "dd"}).name == "u2u"
+    assert method_of({"unlearn": "none"}) is None
+    with pytest.raises(ValueError, match=r"attrcloak: the settings must select one variant"):
+        method_of({"unlearn": "attrcloak"})
+    assert DEFENCES["rap"].applies_to("BPR") and not DEFENCES["rap"].applies_to("LightGCN")
+    with pytest.raises(ValueError, match="unknown --unlearn method 'magic'"):
+        get_defence("magic")

@@ -6,6 +6,7 @@ the report. ``python -m recbole_attrcloak.audit`` audits exported embeddings off
 """
 
 from recbole_attrcloak.audit.attackers import ATTACKERS, make_attacker
-from recbole_attrcloak.audit.core import AuditSettings, audit_representations
+from recbole_attrcloak.audit.core import audit_representations
+from recbole_attrcloak.audit.settings import AuditPreset, AuditSettings
 
-__all__ = ["ATTACKERS", "AuditSettings", "audit_representations", "make_attacker"]
+__all__ = ["ATTACKERS", "AuditPreset", "AuditSettings", "audit_representations", "make_attacker"]

@@ -16,15 +16,16 @@ import dataclasses
 import json
 import os
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from typing import NoReturn
 
 import numpy as np
 
-from recbole_attrcloak.audit.core import AuditSettings, audit_representations
-from recbole_attrcloak.data.attributes import AttributeLabels, encode_attribute, read_user_file
+from recbole_attrcloak.audit.core import audit_representations
+from recbole_attrcloak.audit.settings import AuditPreset, AuditSettings
+from recbole_attrcloak.data.attributes import user_attributes
+from recbole_attrcloak.files import write_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--attributes", required=True, help="comma-separated .user columns")
     parser.add_argument(
         "--audit",
-        choices=("quick", "full"),
-        default="full",
+        choices=[p.value for p in AuditPreset],
+        default=AuditPreset.FULL.value,
         help="quick: shadow protocol, mlp + xgboost; full (default): both protocols, six "
         "attackers; both with permutation tests (docs/audit.md)",
     )
@@ -78,20 +79,6 @@ def load_stages(path: str, stage: str | None) -> tuple[np.ndarray, dict[str, np.
                 f"expected a numeric ({len(tokens)}, d) array matching user_tokens"
             )
     return tokens, arrays
-
-
-def load_attributes(
-    user_file: str, names: Sequence[str], tokens: np.ndarray
-) -> dict[str, AttributeLabels]:
-    """Attribute labels for the users ``tokens``, in that order (unknown users: missing)."""
-    frame = read_user_file(user_file, names)
-    ids = frame.iloc[:, 0]
-    if ids.duplicated().any():
-        raise ValueError(f"{user_file}: duplicate user ids, e.g. {ids[ids.duplicated()].iloc[0]!r}")
-    rows = frame.set_index(ids).reindex(tokens)
-    if rows[names].isna().all(axis=None):
-        raise ValueError(f"{user_file}: none of the {len(tokens)} embedded users is in this file")
-    return {name: encode_attribute(name, rows[name].tolist()) for name in names}
 
 
 def _cell(scores: dict, test: dict | None) -> str:
@@ -137,20 +124,8 @@ def markdown(reports: dict[str, dict], settings: AuditSettings) -> str:
 
 
 def write_json(path: str, payload: dict) -> None:
-    """Write ``payload`` atomically: a temporary file in the same folder, then ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".audit-", suffix=".json")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp's 0600 would hide the report from others
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    """Write ``payload`` atomically (``files.atomic_path``)."""
+    write_text(path, json.dumps(payload, indent=2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not names:
             raise ValueError("--attributes names no column")
         tokens, stages = load_stages(args.embeddings, args.stage)
-        attributes = load_attributes(args.user_file, names, tokens)
+        attributes = user_attributes(args.user_file, names, tokens)
         reports = {
             stage: audit_representations(X, attributes, settings, progress=sys.stderr.isatty())
             for stage, X in stages.items()

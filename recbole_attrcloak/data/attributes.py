@@ -2,7 +2,9 @@
 
 Every consumer (unlearning losses, audits, reports) needs the same class indices for the same
 users, so the encoding is deterministic: classes are sorted (numerically when every known value
-is a number, in age order for age groups) and unknown values get code -1.
+is a number, in age order for age groups) and unknown values get code -1. One loader,
+:func:`user_attributes`, joins a ``.user`` file to a list of user tokens, for the pipeline
+(:func:`load_attributes`) and the offline audit alike; duplicate user ids are refused.
 """
 
 from __future__ import annotations
@@ -10,9 +12,11 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +31,10 @@ MISSING_TOKENS: frozenset[str] = frozenset({"", "[pad]", "nan", "null", "n/a", "
 
 "none" is deliberately absent: it is a real ml-100k occupation.
 """
+
+
+class DataError(ValueError):
+    """The dataset cannot be audited as asked (missing .user file, unknown attribute...)."""
 
 
 @dataclass(frozen=True)
@@ -145,3 +153,38 @@ def read_user_file(path: str | os.PathLike, columns: Sequence[str]) -> pd.DataFr
         )
     wanted = [user_column, *(column for column in dict.fromkeys(columns) if column != user_column)]
     return frame[wanted].reset_index(drop=True)
+
+
+def user_attributes(
+    user_file: str | os.PathLike, names: Sequence[str], tokens: Sequence[str]
+) -> dict[str, AttributeLabels]:
+    """Labels of ``names`` for the users ``tokens``, in that order, from a ``.user`` file;
+    users the file does not list are unknown. A file with duplicate user ids, or without any of
+    the users, is refused (``DataError``)."""
+    frame = read_user_file(user_file, names)
+    ids = frame.iloc[:, 0]
+    if ids.duplicated().any():
+        first = ids[ids.duplicated()].iloc[0]
+        raise DataError(f"{os.fspath(user_file)}: duplicate user ids, e.g. {first!r}")
+    rows = frame.set_index(ids).reindex(np.asarray(tokens).astype(str))
+    if rows[list(names)].isna().all(axis=None):
+        raise DataError(f"{os.fspath(user_file)}: none of the {len(tokens)} users is in this file")
+    return {name: encode_attribute(name, rows[name].tolist()) for name in names}
+
+
+def load_attributes(config: Mapping[str, Any], dataset: Any) -> dict[str, AttributeLabels]:
+    """The ``sensitive_attributes`` of a RecBole dataset's users, by internal user id (row 0,
+    RecBole's padding user, is unknown).
+
+    Read from the dataset's ``.user`` atomic file and joined on the users' tokens rather than
+    through RecBole's ``load_col``, because RecBole fills missing float values with the column
+    mean, which would invent attribute values for users who gave none.
+    """
+    user_file = Path(config["data_path"]) / f"{config['dataset']}.user"
+    if not user_file.is_file():
+        raise DataError(
+            f"dataset '{config['dataset']}' has no .user file ({user_file}): "
+            "sensitive attributes are read from it"
+        )
+    tokens = dataset.field2id_token[dataset.uid_field]
+    return user_attributes(user_file, list(config["sensitive_attributes"]), tokens)

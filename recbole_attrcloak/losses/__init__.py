@@ -1,15 +1,28 @@
-"""AttrCloak losses: Gaussian MI bound (L_AU), two-objective weighting, baseline distances.
+"""AttrCloak losses: Gaussian MI bound (L_AU), two-objective weighting, baseline distances, and
+the protocol every leakage objective implements.
 
 Pure torch: no RecBole, Ray or scikit-learn imports here.
 """
 
 from recbole_attrcloak.losses.distances import d2d_loss, mmd2, u2u_loss
-from recbole_attrcloak.losses.moo import LossWeights, flat_grad, solve_alpha
-from recbole_attrcloak.losses.mutual_info import GaussianMIBound, gaussian_kl, gaussian_kl_terms
+from recbole_attrcloak.losses.moo import LossWeights, Solver, flat_grad, solve_alpha
+from recbole_attrcloak.losses.mutual_info import (
+    Covariance,
+    GaussianMIBound,
+    Target,
+    gaussian_kl,
+    gaussian_kl_terms,
+)
+from recbole_attrcloak.losses.objective import LeakageObjective, TermReport
 
 __all__ = [
+    "Covariance",
     "GaussianMIBound",
+    "LeakageObjective",
     "LossWeights",
+    "Solver",
+    "Target",
+    "TermReport",
     "d2d_loss",
     "flat_grad",
     "gaussian_kl",

@@ -5,11 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 import torch
 from torch import Tensor
 
-SOLVERS = ("projected", "normalized", "paper", "fixed")
+
+class Solver(StrEnum):
+    """How α_u is chosen (``au_solver``); see :func:`solve_alpha`."""
+
+    PROJECTED = "projected"
+    NORMALIZED = "normalized"
+    PAPER = "paper"
+    FIXED = "fixed"
+
+
+SOLVERS = tuple(Solver)
 
 # Squared lengths at or below this fraction of the larger squared gradient norm count as zero:
 # they come from the 2 × 2 Gram matrix, whose float64 rounding is ~1e-16 of that scale.
@@ -49,11 +60,29 @@ def _min_norm_alpha(aa: float, bb: float, ab: float) -> float:
     return (bb - ab) / diff_sq
 
 
+def _checked(
+    solver: Solver | str, bounds: tuple[float, float], fixed_alpha: float | None
+) -> tuple[Solver, float, float]:
+    """The solver as a value and the bounds of α_u; ValueError on a bad combination."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
+    solver = Solver(solver)
+    if solver == Solver.FIXED:
+        if fixed_alpha is None or not 0.0 <= fixed_alpha <= 1.0:
+            raise ValueError(f"solver='fixed' needs fixed_alpha in [0, 1], got {fixed_alpha}")
+    elif fixed_alpha is not None:
+        raise ValueError(f"fixed_alpha is only used with solver='fixed', not {solver.value!r}")
+    low, high = (float(b) for b in bounds)
+    if solver != Solver.FIXED and not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
+    return solver, low, high
+
+
 def solve_alpha(
     grad_au: Tensor,
     grad_r: Tensor,
     *,
-    solver: str = "projected",
+    solver: Solver | str = Solver.PROJECTED,
     bounds: tuple[float, float] = (0.0, 1.0),
     fixed_alpha: float | None = None,
 ) -> LossWeights:
@@ -82,17 +111,9 @@ def solve_alpha(
     - ‖g_r‖ = 0 (e.g. DF at step 0, where L_Reg is at its minimum): "paper" gives 0 by Eq. 26, so
       the lower bound; "normalized" takes α = upper bound and w_r = 0.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if solver == "fixed":
-        if fixed_alpha is None or not 0.0 <= fixed_alpha <= 1.0:
-            raise ValueError(f"solver='fixed' needs fixed_alpha in [0, 1], got {fixed_alpha}")
+    solver, low, high = _checked(solver, bounds, fixed_alpha)
+    if solver == Solver.FIXED:
         return LossWeights(float(fixed_alpha), float(fixed_alpha), 1.0 - float(fixed_alpha))
-    if fixed_alpha is not None:
-        raise ValueError(f"fixed_alpha is only used with solver='fixed', not {solver!r}")
-    low, high = (float(b) for b in bounds)
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
     g_au, g_r = grad_au.detach().reshape(-1), grad_r.detach().reshape(-1)
     if g_au.shape != g_r.shape:
         raise ValueError(f"gradients differ in size: {g_au.numel()} vs {g_r.numel()}")
@@ -100,7 +121,7 @@ def solve_alpha(
     if not all(math.isfinite(v) for v in (aa, bb, ab)):
         raise ValueError("gradients contain NaN or inf")
     shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
-    if solver == "projected" and ab < 0.0 and aa > 0.0:
+    if solver == Solver.PROJECTED and ab < 0.0 and aa > 0.0:
         shift = ab / aa
         projected = bb - ab * shift
         bb, ab = (projected if projected > _REL_TOL * bb else 0.0), 0.0
@@ -108,12 +129,12 @@ def solve_alpha(
     if norm_au < _TINY:
         alpha = low
     elif norm_r < _TINY:
-        alpha = low if solver == "paper" else high
-    elif solver == "paper":
+        alpha = low if solver == Solver.PAPER else high
+    elif solver == Solver.PAPER:
         alpha = min(max(_min_norm_alpha(aa, bb, ab), low), high)
     else:
         alpha = min(max(_min_norm_alpha(1.0, 1.0, ab / (norm_au * norm_r)), low), high)
-    if solver == "paper":
+    if solver == Solver.PAPER:
         return LossWeights(alpha, alpha, 1.0 - alpha)
     w_au = alpha / norm_au if norm_au >= _TINY else 0.0
     w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0

@@ -8,22 +8,35 @@ for the deviations from the paper (covariance shrinkage, split terms, random-lab
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.function import FunctionCtx, once_differentiable
 
-COVARIANCES = ("paper", "shrinkage")
-TARGETS = ("zero", "random_labels")
+from recbole_attrcloak.losses.class_moments import ClassMoments, Group, class_moments
+from recbole_attrcloak.losses.objective import TermReport
+
+
+class Covariance(StrEnum):
+    """Covariance estimator of the class Gaussians (``au_covariance``)."""
+
+    PAPER = "paper"
+    SHRINKAGE = "shrinkage"
+
+
+class Target(StrEnum):
+    """What L_AU is pushed towards (``au_target``)."""
+
+    ZERO = "zero"
+    RANDOM_LABELS = "random_labels"
+
+
+COVARIANCES = tuple(Covariance)
+TARGETS = tuple(Target)
 # Smallest relative ridge at which the shrinkage statistics are computed in float32.
 _FLOAT32_MIN_RIDGE = 1e-3
-# Bytes of rows handled at once by the class statistics: bounds their extra memory, and small
-# chunks are reused by the allocator (fresh 64 MB ones page-fault on every use: ~2× slower).
-_CHUNK_BYTES = 1 << 20
-# One attribute's covered users grouped by class, and the class sizes.
-Group = tuple[Tensor, Sequence[int]]
 
 
 def gaussian_kl_terms(
@@ -64,78 +77,6 @@ def gaussian_kl(mu_p: Tensor, cov_p: Tensor, mu_q: Tensor, cov_q: Tensor) -> Ten
     return mean_term + cov_term
 
 
-def _chunks(users: Tensor, sizes: Sequence[int], rows: int) -> Iterator[tuple[int, Tensor]]:
-    """(class code, user indices) pieces of at most ``rows`` users; ``users`` grouped by class."""
-    start = 0
-    for code, size in enumerate(sizes):
-        for lo in range(start, start + size, rows):
-            yield code, users[lo : min(lo + rows, start + size)]
-        start += size
-
-
-def _chunk_rows(d: int, dtype: torch.dtype) -> int:
-    """Rows of width d per chunk of ``_CHUNK_BYTES``."""
-    return max(1, _CHUNK_BYTES // (d * dtype.itemsize))
-
-
-def _shifted(emb: Tensor, users: Tensor, shift: Tensor) -> Tensor:
-    """Rows ``users`` of emb minus the shift c, in the shift's dtype (a fresh tensor)."""
-    return emb.index_select(0, users).to(shift.dtype).sub_(shift)
-
-
-def _class_moments(
-    emb: Tensor, shift: Tensor, group: Group, skip: int = -1
-) -> tuple[Tensor, Tensor]:
-    """Class sums s_k = Σ(x − c) (K, d) and scatters Q_k = Σ(x − c)(x − c)ᵀ (K, d, d).
-
-    Accumulated over chunks of rows in the shift's dtype; c (any constant, e.g. the mean) keeps
-    float32 from cancelling when the moments are centred later. Class ``skip`` is left at zero.
-    """
-    users, sizes = group
-    d = emb.shape[1]
-    sums = shift.new_zeros(len(sizes), d)
-    scatters = shift.new_zeros(len(sizes), d, d)
-    for code, rows in _chunks(users, sizes, _chunk_rows(d, shift.dtype)):
-        if code == skip:
-            continue
-        y = _shifted(emb, rows, shift)
-        sums[code] += y.sum(0)
-        scatters[code].addmm_(y.T, y)
-    return sums, scatters
-
-
-class _ClassMoments(torch.autograd.Function):
-    """``_class_moments`` of every group, flattened to (s_0, Q_0, s_1, Q_1, ...).
-
-    Plain autograd would keep an (n, d) copy per attribute for the backward; this saves only the
-    input and recomputes x − c chunk by chunk: ∂L/∂x_i = G_s[k] + (G_Q[k] + G_Q[k]ᵀ)(x_i − c),
-    summed over the groups that cover user i.
-    """
-
-    @staticmethod
-    def forward(
-        ctx: FunctionCtx, emb: Tensor, shift: Tensor, groups: tuple[Group, ...]
-    ) -> tuple[Tensor, ...]:
-        ctx.save_for_backward(emb, shift)
-        ctx.groups = groups
-        return tuple(t for group in groups for t in _class_moments(emb, shift, group))
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: FunctionCtx, *grads: Tensor) -> tuple[Tensor, None, None]:
-        emb, shift = ctx.saved_tensors
-        grad = torch.zeros_like(emb)
-        rows_per_chunk = _chunk_rows(emb.shape[1], shift.dtype)
-        for (users, sizes), g_sum, g_scatter in zip(
-            ctx.groups, grads[0::2], grads[1::2], strict=True
-        ):
-            g_sym = g_scatter + g_scatter.mT
-            for code, rows in _chunks(users, sizes, rows_per_chunk):
-                y = _shifted(emb, rows, shift)
-                grad.index_add_(0, rows, torch.addmm(g_sum[code], y, g_sym[code]).to(grad.dtype))
-        return grad, None, None
-
-
 class GaussianMIBound(torch.nn.Module):
     """L_AU of Eq. 19: mean over attributes of a Gaussian upper bound of I(embedding; attribute).
 
@@ -161,10 +102,14 @@ class GaussianMIBound(torch.nn.Module):
     near its target pulls with a force proportional to its excess: with a plain hinge, terms that
     hover at their targets (whose gradient switches on and off, scaled by 1/M_j⁰) drown the one
     term still far above it. ``max_excess`` holds the largest M_j/(r·M_j⁰) − 1 or
-    C_j/(r·C_j⁰) − 1 of the last evaluation (the stopping test: ≤ a tolerance).
+    C_j/(r·C_j⁰) − 1 of the last evaluation; the target is met once it is at most
+    ``target_tol`` (``zero``: once L_AU is 0).
+
+    It implements ``losses.objective.LeakageObjective``: ``distance()``, ``terms()`` and
+    ``progress()`` describe the last evaluation.
 
     Everything follows from per-class sums and scatters of the embeddings, gathered in chunks of
-    rows (``_ClassMoments``): O(n·d²) time, and beyond the input and its gradient O(K·d²) memory
+    rows (``ClassMoments``): O(n·d²) time, and beyond the input and its gradient O(K·d²) memory
     instead of several (n, d) copies per attribute. The statistics are computed in float32 when
     ``covariance="shrinkage"`` and ridge ≥ 1e-3 (the ridge then bounds the condition number of
     Σ_g by about d/ridge, and float32 is ~1.7× faster), else in float64; the loss is returned in
@@ -181,14 +126,17 @@ class GaussianMIBound(torch.nn.Module):
         target: str = "random_labels",
         n_permutations: int = 5,
         target_ratio: float = 1.0,
+        target_tol: float = 0.0,
         min_class_size: int = 2,
         seed: int = 0,
     ) -> None:
         super().__init__()
         if covariance not in COVARIANCES:
-            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+            raise ValueError(f"covariance must be one of {list(COVARIANCES)}, got {covariance!r}")
         if target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+            raise ValueError(f"target must be one of {list(TARGETS)}, got {target!r}")
+        if not target_tol >= 0.0:
+            raise ValueError(f"target_tol must be >= 0, got {target_tol}")
         if shrinkage != "auto" and not 0.0 <= float(shrinkage) <= 1.0:
             raise ValueError(f"shrinkage must be 'auto' or in [0, 1], got {shrinkage}")
         if not ridge > 0.0:
@@ -199,12 +147,13 @@ class GaussianMIBound(torch.nn.Module):
             raise ValueError(f"min_class_size must be >= 1, got {min_class_size}")
         if len(labels) == 0:
             raise ValueError("labels must name at least one attribute")
-        self.covariance = covariance
+        self.covariance = Covariance(covariance)
         self.shrinkage = shrinkage if shrinkage == "auto" else float(shrinkage)
         self.ridge = float(ridge)
-        float32_ok = covariance == "shrinkage" and self.ridge >= _FLOAT32_MIN_RIDGE
+        float32_ok = self.covariance == Covariance.SHRINKAGE and self.ridge >= _FLOAT32_MIN_RIDGE
         self.dtype = torch.float32 if float32_ok else torch.float64
-        self.target = target
+        self.target = Target(target)
+        self.target_tol = float(target_tol)
         self.n_permutations = int(n_permutations)
         if not target_ratio > 0.0:
             raise ValueError(f"target_ratio must be > 0, got {target_ratio}")
@@ -222,6 +171,9 @@ class GaussianMIBound(torch.nn.Module):
         self._generator = torch.Generator().manual_seed(seed)
         self._reference: list[tuple[float, float]] | None = None
         self.max_excess = math.inf
+        # The last evaluation: L_AU and the (M_j, C_j) terms, (n_attributes, 2).
+        self._last_loss: Tensor | None = None
+        self._last_terms: Tensor | None = None
 
     @classmethod
     def from_settings(
@@ -229,7 +181,7 @@ class GaussianMIBound(torch.nn.Module):
     ) -> GaussianMIBound:
         """The bound configured by the ``au_*`` keys of ``properties/overall.yaml`` (a dict or a
         RecBole ``Config``): ``au_covariance``, ``au_shrinkage``, ``au_ridge``, ``au_target``,
-        ``au_permutations``, ``au_target_ratio``, ``au_min_class_size``."""
+        ``au_permutations``, ``au_target_ratio``, ``au_target_tol``, ``au_min_class_size``."""
         shrinkage = settings["au_shrinkage"]
         return cls(
             labels,
@@ -239,6 +191,7 @@ class GaussianMIBound(torch.nn.Module):
             target=settings["au_target"],
             n_permutations=int(settings["au_permutations"]),
             target_ratio=float(settings["au_target_ratio"]),
+            target_tol=float(settings["au_target_tol"]),
             min_class_size=int(settings["au_min_class_size"]),
             seed=seed,
         )
@@ -314,7 +267,7 @@ class GaussianMIBound(torch.nn.Module):
         mean_g = sums.sum(0) / n
         scatter_g = scatters.sum(0) / n - torch.outer(mean_g, mean_g)
         scatter = scatters / counts[:, None, None] - means[:, :, None] * means[:, None, :]
-        if self.covariance == "paper":
+        if self.covariance == Covariance.PAPER:
             eps = sums.new_tensor(self.ridge)
             lam = sums.new_zeros(len(sizes), 1, 1)
         else:
@@ -339,22 +292,26 @@ class GaussianMIBound(torch.nn.Module):
     def _attribute_terms(self, emb: Tensor) -> list[tuple[Tensor, Tensor]]:
         """(M_j, C_j) per attribute, from class statistics gathered in one chunked pass each."""
         shift = emb.detach().mean(0).to(self.dtype)
-        moments = _ClassMoments.apply(emb, shift, self._groups(emb.device))
+        moments = ClassMoments.apply(emb, shift, self._groups(emb.device))
         return [
             self._terms(j, moments[2 * j], moments[2 * j + 1]) for j in range(len(self.attributes))
         ]
 
     def _attribute_losses(self, emb: Tensor) -> list[Tensor]:
-        if self.target == "zero":
-            return [mean + cov for mean, cov in self._attribute_terms(emb)]
+        if self.target == Target.ZERO:
+            terms = self._attribute_terms(emb)
+            self._last_terms = torch.stack([torch.stack(t) for t in terms]).detach()
+            return [mean + cov for mean, cov in terms]
         if self._reference is None:
             self.refresh_reference(emb)
+        terms = [torch.stack(t) for t in self._attribute_terms(emb)]
+        self._last_terms = torch.stack(terms).detach()
         excesses = torch.stack(
             [
-                torch.stack(terms)
+                values
                 / (self.target_ratio * torch.tensor(refs, dtype=self.dtype, device=emb.device))
                 - 1.0
-                for terms, refs in zip(self._attribute_terms(emb), self._reference, strict=True)
+                for values, refs in zip(terms, self._reference, strict=True)
             ]
         )
         self.max_excess = float(excesses.detach().max())
@@ -363,7 +320,42 @@ class GaussianMIBound(torch.nn.Module):
     def forward(self, emb: Tensor) -> Tensor:
         """L_AU (Eq. 19) for the user embedding table emb (n_users, d): scalar, differentiable."""
         self._check_embeddings(emb)
-        return torch.stack(self._attribute_losses(emb)).mean().to(emb.dtype)
+        loss = torch.stack(self._attribute_losses(emb)).mean().to(emb.dtype)
+        self._last_loss = loss.detach()
+        return loss
+
+    def distance(self) -> float:
+        """How far the last evaluation is from the target (0 = met): the largest relative
+        excess of a term over its target beyond ``target_tol`` (``random_labels``), or L_AU
+        itself (``zero``); inf before the first evaluation."""
+        if self._last_loss is None:
+            return math.inf
+        if self.target == Target.ZERO:
+            return max(0.0, float(self._last_loss))
+        return max(0.0, self.max_excess - self.target_tol)
+
+    def progress(self) -> dict[str, float]:
+        """The largest relative excess of the last evaluation (``random_labels``; traced)."""
+        return {} if self.target == Target.ZERO else {"excess": self.max_excess}
+
+    def terms(self) -> list[TermReport]:
+        """M_j and C_j of every attribute at the last evaluation against their targets: r times
+        the random-label level (``random_labels``) or 0 (``zero``)."""
+        if self._last_terms is None:
+            return []
+        values = self._last_terms.tolist()
+        out = []
+        for j, name in enumerate(self.attributes):
+            for k, part in enumerate(("mean", "covariance")):
+                value = float(values[j][k])
+                if self.target == Target.ZERO:
+                    reference, target, met = None, 0.0, value <= 0.0
+                else:
+                    reference = float(self._reference[j][k])
+                    target = self.target_ratio * reference
+                    met = value / target - 1.0 <= self.target_tol
+                out.append(TermReport(f"{name}/{part}", value, target, reference, met))
+        return out
 
     @torch.no_grad()
     def per_attribute(self, emb: Tensor) -> dict[str, float]:
@@ -387,12 +379,12 @@ class GaussianMIBound(torch.nn.Module):
         shift = emb.mean(0).to(self.dtype)
         reference = []
         for j, (users, sizes) in enumerate(self._groups(emb.device)):
-            sum_all, scatter_all = _class_moments(emb, shift, (users, [len(users)]))
+            sum_all, scatter_all = class_moments(emb, shift, (users, [len(users)]))
             largest = max(range(len(sizes)), key=sizes.__getitem__)
             total = torch.zeros(2, dtype=self.dtype, device=emb.device)
             for _ in range(self.n_permutations):
                 perm = torch.randperm(len(users), generator=self._generator).to(emb.device)
-                sums, scatters = _class_moments(emb, shift, (users[perm], sizes), largest)
+                sums, scatters = class_moments(emb, shift, (users[perm], sizes), largest)
                 sums[largest] = sum_all[0] - sums.sum(0)
                 scatters[largest] = scatter_all[0] - scatters.sum(0)
                 total += torch.stack(self._terms(j, sums, scatters))

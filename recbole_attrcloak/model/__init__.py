@@ -1,3 +1,5 @@
-"""RecBole model variants of ours, registered by name in ``recbole_attrcloak.registry.MODELS``."""
+"""RecBole model variants of ours (RAPBPR), registered by name in ``recbole_attrcloak.registry``."""
 
-from recbole_attrcloak.model import rap  # noqa: F401  (registers RAPBPR)
+from recbole_attrcloak.model.rap import RAPBPR, RAPTrainer
+
+__all__ = ["RAPBPR", "RAPTrainer"]

@@ -8,25 +8,19 @@ and L_BPR − λ·L_att for the embeddings. ``calculate_loss`` returns (L_BPR, L
 logs as ``train_loss1`` and ``train_loss2``.
 
 Train it directly (``--model RAPBPR``; the sensitive attributes come from the dataset's .user
-file) or with ``--unlearn rap``, which retrains a BPR run's data from scratch as RAPBPR.
+file) or with ``--unlearn rap`` (``retrain.run_rap``), which retrains a BPR run's data from
+scratch as RAPBPR. The registry registers the model, its trainer and its user side.
 """
 
 from __future__ import annotations
-
-import copy
-import dataclasses
 
 import torch
 import torch.nn.functional as F
 from recbole.model.general_recommender import BPR
 from recbole.trainer import Trainer
-from recbole.utils import init_seed
 from torch import Tensor, nn
 
-from recbole_attrcloak.context import DefenceResult, RunContext
-from recbole_attrcloak.quick_start import fit_model, load_attributes
-from recbole_attrcloak.registry import MODELS, TRAINERS, register_user_side
-from recbole_attrcloak.retrain import training_summary
+from recbole_attrcloak.data.attributes import load_attributes
 
 
 def check_rap_config(config) -> None:
@@ -108,33 +102,3 @@ class RAPTrainer(Trainer):
         total = super()._train_epoch(train_data, epoch_idx, loss_func, show_progress)
         self.loss_parts.append(tuple(part / len(train_data) for part in total))
         return total
-
-
-MODELS["RAPBPR"] = RAPBPR
-TRAINERS["RAPBPR"] = RAPTrainer
-register_user_side("RAPBPR", ["user_embedding."])
-
-
-def run_rap(ctx: RunContext) -> DefenceResult:
-    """``--unlearn rap``: train RAPBPR from scratch on the run's data (BPR backbone only)."""
-    if ctx.config["model"] != "BPR":
-        raise ValueError(f"--unlearn rap retrains a BPR backbone, not {ctx.config['model']}")
-    check_rap_config(ctx.config)
-    config = copy.deepcopy(ctx.config)
-    config["model"] = "RAPBPR"
-    config.model, config.model_class = "RAPBPR", RAPBPR
-    config["checkpoint_dir"] = str(ctx.output_dir / "retrain")
-    init_seed(config["seed"], config["reproducibility"])
-    model = RAPBPR(config, ctx.train_data._dataset).to(config["device"])
-    trainer = fit_model(config, model, ctx.train_data, ctx.valid_data)
-    info = {
-        "model": "RAPBPR",
-        "lambda": model.rap_lambda,
-        "hidden_size": int(config["rap_hidden_size"]),
-        **training_summary(trainer),
-        "loss_parts": {
-            "bpr": [a for a, _ in trainer.loss_parts],
-            "attacker": [b for _, b in trainer.loss_parts],
-        },
-    }
-    return DefenceResult(model, info, dataclasses.replace(ctx, config=config, model=model))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_attrcloak.audit import ATTACKERS
-from recbole_attrcloak.registry import method_of
+from recbole_attrcloak.defences import method_name
 from recbole_attrcloak.tune.spec import Trial
 from recbole_attrcloak.tune.workdir import read_outcome, status, train_folder, trial_folder
 
@@ -118,7 +118,7 @@ def job_rows(work: Path, trials: Sequence[Trial]) -> list[dict[str, Any]]:
             report, error = read_outcome(folder)
             row = {"kind": kind, "trial_id": trial.trial_id, "group_id": trial.group_id}
             row |= {"model": trial.model, "dataset": trial.dataset, "config": config}
-            row |= {"method": "original" if kind == "train" else method_of(config)}
+            row |= {"method": "original" if kind == "train" else method_name(config)}
             row |= {"status": status(folder), "error": error, "folder": str(folder)}
             if report is not None:
                 row |= {"wall_s": report["seconds"].get("total")} | flatten(report, folder)

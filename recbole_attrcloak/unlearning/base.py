@@ -1,6 +1,7 @@
-"""What every post-training defence shares: a RecBole ``Trainer`` whose optimiser holds only the
-user-side parameters (hook ``_build_optimizer(params=...)``) and whose per-batch loss is the
-defence's objective (hook ``_train_epoch(loss_func=...)``)."""
+"""What the post-training defences share: only the user side takes gradients, RecBole's
+optimiser over the user-side parameters (hook ``_build_optimizer(params=...)``), each user's
+original top items, and — for U2U-R and D2D-R — a RecBole ``Trainer`` whose per-batch loss is
+the defence's objective (hook ``_train_epoch(loss_func=...)``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from recbole.data.interaction import Interaction
 from recbole.trainer import Trainer
 from torch import Tensor, nn
 
-from recbole_attrcloak.registry import UserSide, clear_cached_representations, user_side
+from recbole_attrcloak.backbone import clear_cached_representations
+from recbole_attrcloak.engine import param_groups
+from recbole_attrcloak.registry import UserSide, user_side
 
 
 @contextlib.contextmanager
@@ -53,7 +56,7 @@ class UserSideTrainer(Trainer):
         self.side = side
         self.user_params = [p for _, p in side.parameters(model)]
         self.user_learner, self.user_learning_rate = learner, learning_rate
-        self.param_groups = user_param_groups(self.user_params, learning_rate, relative_lr)
+        self.param_groups = param_groups(self.user_params, learning_rate, relative_lr)
         super().__init__(config, model)
         with torch.no_grad():
             self.reference = side.compute(model).detach()[1:].clone()
@@ -78,18 +81,15 @@ class UserSideTrainer(Trainer):
         raise NotImplementedError
 
 
-def user_param_groups(params: list[Tensor], learning_rate: float, relative: bool) -> list[dict]:
-    """One optimiser group per tensor; with ``relative`` its rate is scaled by the tensor's RMS
-    (by the RMS of all of them for an all-zero tensor, e.g. a bias)."""
-    if not relative:
-        return [{"params": params, "lr": learning_rate}]
-    with torch.no_grad():
-        overall = torch.cat([p.reshape(-1) for p in params]).square().mean().sqrt()
-        scales = [p.square().mean().sqrt() for p in params]
-    return [
-        {"params": [p], "lr": learning_rate * float(s if s > 0 else overall)}
-        for p, s in zip(params, scales, strict=True)
-    ]
+def user_side_optimizer(
+    config, model: nn.Module, groups: list[dict], learner: str, learning_rate: float
+) -> torch.optim.Optimizer:
+    """RecBole's optimiser for ``learner`` over the parameter groups ``groups`` (e.g.
+    ``engine.param_groups``), no weight decay: ``Trainer._build_optimizer(params=...)``, so
+    learner names mean what they mean in RecBole."""
+    return Trainer(config, model)._build_optimizer(
+        params=groups, learner=learner, learning_rate=learning_rate, weight_decay=0.0
+    )
 
 
 def all_scores(model: nn.Module, users: Tensor) -> Tensor:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -35,17 +38,43 @@ from recbole_attrcloak.unlearning.base import (
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("u2u", "d2d")
-REGULARIZERS = ("ranking", "l2")
+
+@dataclass(frozen=True)
+class DistanceMethod:
+    """U2U-R or D2D-R: its name, the config key of its weight λ, and its distinguishability
+    term of one attribute (``labels``: class codes, -1 unknown; ``pairs``: the number of
+    cross-class user pairs)."""
+
+    name: str
+    label: str
+    weight_key: str
+    term: Callable[[Tensor, Tensor, int], Tensor]
 
 
-def check_distance_config(config, method: str) -> None:
+class Regularizer(StrEnum):
+    """``du_regularizer``: what keeps the recommendations."""
+
+    RANKING = "ranking"
+    L2 = "l2"
+
+
+METHODS: dict[str, DistanceMethod] = {
+    m.name: m
+    for m in (
+        DistanceMethod(
+            "u2u", "U2U-R", "u2u_lambda", lambda reps, lab, pairs: u2u_loss(reps, lab) / pairs
+        ),
+        DistanceMethod("d2d", "D2D-R", "d2d_lambda", lambda reps, lab, pairs: d2d_loss(reps, lab)),
+    )
+}
+REGULARIZERS = tuple(r.value for r in Regularizer)
+
+
+def check_distance_config(config, method: DistanceMethod) -> None:
     """Validate the U2U-R/D2D-R keys; raise ``ValueError`` with a one-line message."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    weight = config[f"{method}_lambda"]
+    weight = config[method.weight_key]
     if weight is None or float(weight) < 0:
-        raise ValueError(f"{method}_lambda must be >= 0, got {weight!r}")
+        raise ValueError(f"{method.weight_key} must be >= 0, got {weight!r}")
     if config["du_regularizer"] not in REGULARIZERS:
         raise ValueError(
             f"du_regularizer must be one of {list(REGULARIZERS)}, got {config['du_regularizer']!r}"
@@ -73,16 +102,21 @@ class DistanceUnlearningTrainer(UserSideTrainer):
     """U2U-R / D2D-R: full-batch steps on all users of L_dist + λ·L_reg, no interaction read."""
 
     def __init__(
-        self, config, model: nn.Module, side: UserSide, labels: dict[str, Tensor], method: str
+        self,
+        config,
+        model: nn.Module,
+        side: UserSide,
+        labels: dict[str, Tensor],
+        method: DistanceMethod,
     ) -> None:
         super().__init__(
             config, model, side, config["du_learner"], float(config["du_learning_rate"])
         )
         self.labels, self.method = labels, method
-        self.weight = float(config[f"{method}_lambda"])
-        self.regularizer_name = config["du_regularizer"]
+        self.weight = float(config[method.weight_key])
+        self.regularizer_name = Regularizer(config["du_regularizer"])
         self.pairs = {n: cross_class_pairs(lab.cpu().numpy()) for n, lab in labels.items()}
-        if self.regularizer_name == "ranking":
+        if self.regularizer_name == Regularizer.RANKING:
             self.top_items, top_scores = original_top_items(model, int(config["du_topn"]))
             self.original_gaps = _gaps(top_scores)
         self.trace: dict[str, list[float]] = {"distinguishability": [], "regularizer": []}
@@ -90,10 +124,7 @@ class DistanceUnlearningTrainer(UserSideTrainer):
     def distinguishability(self, reps: Tensor) -> Tensor:
         """Mean over attributes of the mean cross-class squared distance (U2U) or of the mean
         pairwise-class MMD² (D2D)."""
-        if self.method == "u2u":
-            terms = [u2u_loss(reps, lab) / self.pairs[n] for n, lab in self.labels.items()]
-        else:
-            terms = [d2d_loss(reps, lab) for lab in self.labels.values()]
+        terms = [self.method.term(reps, lab, self.pairs[n]) for n, lab in self.labels.items()]
         return torch.stack(terms).mean()
 
     def regularizer(self, reps: Tensor) -> Tensor:
@@ -102,7 +133,7 @@ class DistanceUnlearningTrainer(UserSideTrainer):
         the user's original top-N items (scored by the model, item side frozen), g⁰_k the
         original gap: zero while no gap shrinks, so the original model is its minimum.
         L2: mean over users of ‖e_u − e_u⁰‖²."""
-        if self.regularizer_name == "l2":
+        if self.regularizer_name == Regularizer.L2:
             return (reps[1:] - self.reference).square().sum(1).mean()
         n_users, top_n = self.top_items.shape
         users = torch.arange(1, n_users + 1, device=self.top_items.device)
@@ -134,11 +165,13 @@ class DistanceUnlearningTrainer(UserSideTrainer):
         """``steps`` full-batch optimisation steps (data-free: the batches are empty)."""
         self._train_epoch([Interaction({})] * steps, 0, show_progress=show_progress)
         dist, reg = self.losses()
-        logger.info("%s-R after %d steps: L_dist %.4g  L_reg %.4g", self.method, steps, dist, reg)
+        logger.info(
+            "%s after %d steps: L_dist %.4g  L_reg %.4g", self.method.label, steps, dist, reg
+        )
         return {"steps": steps, "final_distinguishability": dist, "final_regularizer": reg}
 
 
-def run_distance_unlearning(ctx: RunContext, method: str) -> DefenceResult:
+def run_distance_unlearning(ctx: RunContext, method: DistanceMethod) -> DefenceResult:
     """U2U-R or D2D-R on a copy of ``ctx.model``; returns it with its report entry."""
     config = ctx.config
     check_distance_config(config, method)
@@ -152,9 +185,9 @@ def run_distance_unlearning(ctx: RunContext, method: str) -> DefenceResult:
         initial_dist, initial_reg = trainer.losses()
         outcome = trainer.unlearn(int(config["du_steps"]), bool(config["show_progress"]))
     info = {
-        "method": f"{method.upper()}-R",
+        "method": method.label,
         "lambda": trainer.weight,
-        "regularizer": trainer.regularizer_name,
+        "regularizer": trainer.regularizer_name.value,
         "top_n": int(config["du_topn"]),
         "learning_rate": float(config["du_learning_rate"]),
         "initial_distinguishability": initial_dist,
@@ -167,9 +200,9 @@ def run_distance_unlearning(ctx: RunContext, method: str) -> DefenceResult:
 
 def run_u2u(ctx: RunContext) -> DefenceResult:
     """``--unlearn u2u``: U2U-R."""
-    return run_distance_unlearning(ctx, "u2u")
+    return run_distance_unlearning(ctx, METHODS["u2u"])
 
 
 def run_d2d(ctx: RunContext) -> DefenceResult:
     """``--unlearn d2d``: D2D-R."""
-    return run_distance_unlearning(ctx, "d2d")
+    return run_distance_unlearning(ctx, METHODS["d2d"])

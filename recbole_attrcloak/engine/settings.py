@@ -1,0 +1,105 @@
+"""AttrCloak's settings as values, parsed once from the ``au_*`` keys (a dict or a RecBole
+``Config``): the mode, the retention strategy, the α_u solver, the optimiser and the stop rule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from recbole_attrcloak.losses import Solver
+
+
+class Mode(StrEnum):
+    """``au_mode``: data-dependent (reads the training interactions) or data-free."""
+
+    DD = "dd"
+    DF = "df"
+
+
+class DDRetention(StrEnum):
+    """``au_dd_retention``: the DD retention loss."""
+
+    RANKING = "ranking"
+    TRAIN_LOSS = "train_loss"
+
+
+class RetentionKind(StrEnum):
+    """The retention strategy a run uses (``engine.retention``): DF always keeps the distance
+    to the original representations; DD keeps the ranking or the training loss."""
+
+    DISTANCE = "distance"
+    RANKING = "ranking"
+    TRAIN_LOSS = "train_loss"
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a run stops: the target met (checked every step), L_AU stalled for ``patience``
+    steps (relative fall below ``tol``), or ``max_steps``. Stalls and learning-rate halvings
+    are checked every ``check_every`` steps."""
+
+    max_steps: int
+    check_every: int
+    tol: float
+    patience: int
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> StopRule:
+        """From ``au_max_steps``, ``au_check_every``, ``au_tol`` and ``au_patience``."""
+        return cls(
+            max_steps=int(settings["au_max_steps"]),
+            check_every=int(settings["au_check_every"]),
+            tol=float(settings["au_tol"]),
+            patience=int(settings["au_patience"]),
+        )
+
+    def stalled(self, trace: Sequence[float]) -> bool:
+        """L_AU (``trace``, one value per step) has not fallen by ``tol`` (relative) for
+        ``patience`` steps."""
+        best, best_step = math.inf, 0
+        for step, value in enumerate(trace):
+            if value < best * (1.0 - self.tol):
+                best, best_step = value, step
+        return len(trace) - best_step > self.patience
+
+
+@dataclass(frozen=True)
+class AttrCloakSettings:
+    """Everything about an AttrCloak run except the leakage objective's own keys (which
+    ``GaussianMIBound.from_settings`` reads)."""
+
+    mode: Mode
+    dd_retention: DDRetention
+    dd_topk: int
+    solver: Solver
+    fixed_alpha: float | None  # α_u of the fixed solver, else None
+    learner: str
+    learning_rate: float
+    relative_lr: bool
+    stop: StopRule
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> AttrCloakSettings:
+        """Parse the ``au_*`` keys; an unknown mode, retention or solver raises ValueError."""
+        solver = Solver(settings["au_solver"])
+        return cls(
+            mode=Mode(settings["au_mode"]),
+            dd_retention=DDRetention(settings["au_dd_retention"]),
+            dd_topk=int(settings["au_dd_topk"]),
+            solver=solver,
+            fixed_alpha=float(settings["au_alpha"]) if solver == Solver.FIXED else None,
+            learner=str(settings["au_learner"]),
+            learning_rate=float(settings["au_learning_rate"]),
+            relative_lr=bool(settings["au_relative_lr"]),
+            stop=StopRule.from_settings(settings),
+        )
+
+    @property
+    def retention(self) -> RetentionKind:
+        """The retention strategy of this mode."""
+        if self.mode == Mode.DF:
+            return RetentionKind.DISTANCE
+        return RetentionKind(self.dd_retention.value)
