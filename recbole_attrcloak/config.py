@@ -14,7 +14,7 @@ import yaml
 from recbole.config import Config
 
 from recbole_attrcloak.audit.settings import AuditPreset
-from recbole_attrcloak.engine import DDRetention, Mode
+from recbole_attrcloak.engine import DDRetention, Mode, Objective
 from recbole_attrcloak.losses import Covariance, Solver, Target
 from recbole_attrcloak.registry import get_model
 
@@ -25,6 +25,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     key: tuple(member.value for member in enum)
     for key, enum in (
         ("au_mode", Mode),
+        ("au_objective", Objective),
         ("au_dd_retention", DDRetention),
         ("au_solver", Solver),
         ("au_covariance", Covariance),

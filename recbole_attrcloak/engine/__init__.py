@@ -5,7 +5,7 @@ scikit-learn import), callable on its own as in ``benchmarks/scale.py``.
     step    ``Unlearner.step``: L_AU and L_R, α_u, one update
     stop    ``StopRule``: target met, stall, learning-rate halving, max steps
     L_R     ``DistanceRetention`` (DF), ``RankingRetention`` and ``TrainLossRetention`` (DD)
-    L_AU    any ``losses.LeakageObjective`` (``losses.GaussianMIBound``)
+    L_AU    any ``losses.LeakageObjective`` (``losses.RelabelingNull``, ``losses.GaussianMIBound``)
 
 The RecBole adapter (``unlearning.attrcloak``) builds these from the config and a model.
 """
@@ -23,6 +23,7 @@ from recbole_attrcloak.engine.settings import (
     AttrCloakSettings,
     DDRetention,
     Mode,
+    Objective,
     RetentionKind,
     StopRule,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "DDRetention",
     "DistanceRetention",
     "Mode",
+    "Objective",
     "Outcome",
     "RankingRetention",
     "Retention",

@@ -19,6 +19,18 @@ class Mode(StrEnum):
     DF = "df"
 
 
+class Objective(StrEnum):
+    """``au_objective``: the leakage objective. ``relabel`` (default): every critic's statistic
+    at what a random relabeling of the same users shows (``losses.RelabelingNull``);
+    ``gaussian``: the Gaussian MI bound with the ``au_covariance``/``au_target`` keys (the
+    default before relabel); ``paper``: the paper as printed (Eq. 14 covariances with an
+    absolute ridge, pushed towards 0, Eq. 26 on the raw gradients)."""
+
+    RELABEL = "relabel"
+    GAUSSIAN = "gaussian"
+    PAPER = "paper"
+
+
 class DDRetention(StrEnum):
     """``au_dd_retention``: the DD retention loss."""
 
@@ -72,6 +84,7 @@ class AttrCloakSettings:
     ``GaussianMIBound.from_settings`` reads)."""
 
     mode: Mode
+    objective: Objective
     dd_retention: DDRetention
     dd_topk: int
     solver: Solver
@@ -83,10 +96,13 @@ class AttrCloakSettings:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> AttrCloakSettings:
-        """Parse the ``au_*`` keys; an unknown mode, retention or solver raises ValueError."""
-        solver = Solver(settings["au_solver"])
+        """Parse the ``au_*`` keys; an unknown mode, objective, retention or solver raises
+        ValueError. The ``paper`` objective runs the paper's solver."""
+        objective = Objective(settings["au_objective"])
+        solver = Solver.PAPER if objective == Objective.PAPER else Solver(settings["au_solver"])
         return cls(
             mode=Mode(settings["au_mode"]),
+            objective=objective,
             dd_retention=DDRetention(settings["au_dd_retention"]),
             dd_topk=int(settings["au_dd_topk"]),
             solver=solver,

@@ -1,5 +1,6 @@
-"""AttrCloak losses: Gaussian MI bound (L_AU), two-objective weighting, baseline distances, and
-the protocol every leakage objective implements.
+"""AttrCloak losses: the leakage objectives (the random-relabeling null, the Gaussian MI bound
+L_AU), two-objective weighting, baseline distances, and the protocol every leakage objective
+implements.
 
 Pure torch: no RecBole, Ray or scikit-learn imports here.
 """
@@ -14,16 +15,20 @@ from recbole_attrcloak.losses.mutual_info import (
     gaussian_kl_terms,
 )
 from recbole_attrcloak.losses.objective import LeakageObjective, TermReport
+from recbole_attrcloak.losses.relabel import Critic, RelabelingNull, default_critics
 
 __all__ = [
     "Covariance",
+    "Critic",
     "GaussianMIBound",
     "LeakageObjective",
     "LossWeights",
+    "RelabelingNull",
     "Solver",
     "Target",
     "TermReport",
     "d2d_loss",
+    "default_critics",
     "flat_grad",
     "gaussian_kl",
     "gaussian_kl_terms",

@@ -1,7 +1,7 @@
 """AttrCloak (Algorithm 1) on a RecBole model: the thin adapter over ``recbole_attrcloak.engine``.
 
-It parses the ``au_*`` keys once (``AttrCloakSettings``), builds L_AU
-(``GaussianMIBound.from_settings``), the retention strategy of the mode, and RecBole's optimiser
+It parses the ``au_*`` keys once (``AttrCloakSettings``), builds the leakage objective of
+``au_objective`` (``OBJECTIVES``), the retention strategy of the mode, and RecBole's optimiser
 over the user-side parameters (``Trainer._build_optimizer``, so learner names mean what they mean
 in RecBole), then runs the engine. What only RecBole knows comes in as plain callables: the
 user representation (``registry.UserSide``), pair scores (``model.predict``) and the training
@@ -28,6 +28,7 @@ from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.engine import (
     AttrCloakSettings,
     DistanceRetention,
+    Objective,
     RankingRetention,
     Retention,
     RetentionKind,
@@ -35,7 +36,13 @@ from recbole_attrcloak.engine import (
     Unlearner,
     param_groups,
 )
-from recbole_attrcloak.losses import GaussianMIBound, LeakageObjective
+from recbole_attrcloak.losses import (
+    Covariance,
+    GaussianMIBound,
+    LeakageObjective,
+    RelabelingNull,
+    Target,
+)
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.base import (
     only_user_side,
@@ -108,6 +115,32 @@ RETENTIONS: dict[RetentionKind, Callable[..., Retention]] = {
 }
 
 
+def _paper_bound(labels, config, seed: int) -> GaussianMIBound:
+    """The paper as printed: Eq. 14 covariances with a constant ridge, L_AU pushed towards 0."""
+    settings = {key: config[key] for key in _GAUSSIAN_KEYS}
+    settings |= {"au_covariance": Covariance.PAPER, "au_target": Target.ZERO, "au_ridge": 1e-4}
+    return GaussianMIBound.from_settings(labels, settings, seed)
+
+
+_GAUSSIAN_KEYS = (
+    "au_covariance",
+    "au_shrinkage",
+    "au_ridge",
+    "au_target",
+    "au_permutations",
+    "au_target_ratio",
+    "au_target_tol",
+    "au_min_class_size",
+)
+
+#: How each ``au_objective`` is built from the attribute codes, the config and the seed.
+OBJECTIVES: dict[Objective, Callable[..., LeakageObjective]] = {
+    Objective.RELABEL: RelabelingNull.from_settings,
+    Objective.GAUSSIAN: GaussianMIBound.from_settings,
+    Objective.PAPER: _paper_bound,
+}
+
+
 def build_unlearner(
     config,
     settings: AttrCloakSettings,
@@ -149,19 +182,20 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
         for name, lab in ctx.attributes.items()
     }
-    bound = GaussianMIBound.from_settings(labels, config, int(config["seed"]))
+    objective = OBJECTIVES[settings.objective](labels, config, int(config["seed"]))
     with only_user_side(model) as side:
-        unlearner = build_unlearner(config, settings, model, side, bound, ctx.train_data)
+        unlearner = build_unlearner(config, settings, model, side, objective, ctx.train_data)
         outcome = unlearner.run(progress=bool(config["show_progress"]))
     info: dict[str, Any] = {
         "mode": settings.mode.value,
+        "objective": settings.objective.value,
         "solver": settings.solver.value,
         "initial_l_au": outcome.initial,
         "steps": outcome.kept_step,
         "stop_reason": outcome.stop_reason.value,
         "final_l_au": outcome.final,
         "terms": [term.as_dict() for term in outcome.terms],
-        "dropped_classes": {k: list(v) for k, v in bound.dropped_classes.items()},
+        "dropped_classes": {k: list(v) for k, v in objective.dropped_classes.items()},
         "trace": outcome.trace,
     }
     return DefenceResult(model, info)

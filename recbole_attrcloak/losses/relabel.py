@@ -1,0 +1,292 @@
+"""Leakage measured against a random relabeling: the objective of ``au_objective: relabel``.
+
+For every sensitive attribute and every *critic* (a feature map of the standardised user
+representations, optionally whitened with a ridge), the statistic is the unbiased (U-statistic)
+HSIC between the features and the attribute's balanced, centred one-hot labels:
+
+    U = Σ_{u≠v} ⟨f_u, f_v⟩ ⟨ỹ_u, ỹ_v⟩,     ỹ_u[k] = 1[y_u = k]/n_k − 1/m.
+
+Averaged over random folds, U is what a class-mean critic fitted on some users scores on the
+others: U > 0 means a classifier transfers (leakage), U < 0 that it transfers *inverted*
+(over-correction, which leaks as much). Under a random relabeling of the same users (the null the
+audit's permutation tests use), U has an exactly known mean and a known spread, so each statistic
+becomes a z-score: z = (U − E_π U) / sd_π U. The loss is the mean z² over attributes and critics;
+its target is z = 0 — what a random relabeling shows, neither more dependence nor less — and the
+run is "at target" once every |z| is within a tolerance (about one null standard deviation).
+
+Critics: the linear kernel (class means; with a ridge, the LDA/logistic direction) and Gaussian
+kernels through random Fourier features (nonlinear dependence: kNN, RBF-SVM, trees). The random
+features are **drawn afresh at every call**: with fixed features an optimiser satisfies those D
+features exactly while the kernel as a whole still leaks. ``check`` scores the representations
+with one fixed draw (no gradient) for stopping decisions that do not depend on the draw.
+
+Pure torch; no RecBole, Ray or scikit-learn import.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from recbole_attrcloak.losses.objective import TermReport
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Critic:
+    """One feature map: ``gamma`` None for the linear kernel, else the Gaussian kernel
+    exp(−gamma·‖z − z'‖²/d) on standardised coordinates; ``ridge`` (relative to the mean feature
+    variance) whitens the features first, ``inf`` leaves them as they are."""
+
+    gamma: float | None
+    ridge: float
+
+    @property
+    def name(self) -> str:
+        kernel = "linear" if self.gamma is None else f"rbf{self.gamma:g}"
+        return f"{kernel}/ridge={self.ridge:g}"
+
+
+def default_critics(
+    gammas: Sequence[float] = (1.0, 4.0), ridges: Sequence[float] = (INF, 1.0, 0.1)
+) -> tuple[Critic, ...]:
+    """The linear kernel and each Gaussian bandwidth, each with every ridge."""
+    kernels: list[float | None] = [None, *gammas]
+    return tuple(Critic(g, r) for g in kernels for r in ridges)
+
+
+@dataclass(frozen=True)
+class _Attribute:
+    name: str
+    users: Tensor  # rows of the representation with a known value (in a kept class)
+    labels: Tensor  # (m, K) balanced, centred one-hot
+    label_sq: float  # ‖Ỹ‖²_F
+    pair_sq: float  # mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩²
+    dropped: tuple[int, ...]  # class codes left out (fewer than min_class_size users)
+
+
+def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
+    return attr.label_sq, attr.pair_sq, attr.dropped
+
+
+def _balanced_onehot(codes: Tensor, n_classes: int) -> Tensor:
+    """(m, K): 1[y=k]/n_k − 1/m for every user (codes in 0..K−1)."""
+    onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
+    onehot[torch.arange(len(codes)), codes] = 1.0
+    return onehot / onehot.sum(0).clamp_min(1.0) - 1.0 / len(codes)
+
+
+def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
+    codes = torch.as_tensor(codes).long().cpu()
+    known = codes >= 0
+    counts = torch.bincount(codes[known], minlength=int(codes.max()) + 1 if known.any() else 1)
+    kept = counts >= min_class_size
+    if int(kept.sum()) < 2:
+        raise ValueError(
+            f"attribute {name!r}: fewer than 2 classes with at least {min_class_size} users"
+        )
+    recode = torch.full((len(counts),), -1, dtype=torch.long)
+    recode[kept] = torch.arange(int(kept.sum()))
+    mapped = torch.where(known, recode[codes.clamp_min(0)], torch.full_like(codes, -1))
+    users = (mapped >= 0).nonzero().squeeze(1)
+    labels = _balanced_onehot(mapped[users], int(kept.sum()))
+    m = len(users)
+    gram = labels @ labels.T
+    pair_sq = float((gram.square().sum() - gram.diagonal().square().sum()) / (m * (m - 1)))
+    dropped = tuple(int(c) for c in (~kept & (counts > 0)).nonzero().squeeze(1))
+    return _Attribute(name, users, labels, float(labels.square().sum()), pair_sq, dropped)
+
+
+class RelabelingNull:
+    """The leakage objective: mean z² of the critics' U-statistics against the permutation null.
+
+    ``labels``: attribute name → class codes per representation row (−1: unknown, e.g. RecBole's
+    padding row). The first call's representations (the original ones) fix the standardisation,
+    so that the critics see what a scale-invariant attacker sees. ``n_features`` random
+    Fourier features per Gaussian kernel. The target is met once every |z| under the fixed check
+    draw is at most ``tolerance`` (in null standard deviations).
+
+    Implements ``losses.LeakageObjective``: every call also scores the state with the fixed
+    check draw (no gradient), which ``distance()`` and ``terms()`` report.
+    """
+
+    def __init__(
+        self,
+        labels: Mapping[str, Tensor],
+        *,
+        critics: Sequence[Critic] | None = None,
+        n_features: int = 256,
+        min_class_size: int = 2,
+        tolerance: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        if not labels:
+            raise ValueError("RelabelingNull needs at least one attribute")
+        self.critics = tuple(critics or default_critics())
+        self.n_features = int(n_features)
+        self.tolerance = float(tolerance)
+        self.seed = int(seed)
+        self.attributes = [_attribute(n, c, min_class_size) for n, c in labels.items()]
+        # the rows any attribute covers; each attribute's users as positions among them
+        self.rows = torch.cat([a.users for a in self.attributes]).unique()
+        self.attributes = [
+            _Attribute(
+                a.name,
+                torch.searchsorted(self.rows, a.users),
+                a.labels,
+                a.label_sq,
+                a.pair_sq,
+                a.dropped,
+            )
+            for a in self.attributes
+        ]
+        self.checked: dict[tuple[str, str], float] = {}
+        self._ready = False
+
+    @classmethod
+    def from_settings(
+        cls, labels: Mapping[str, Tensor], settings: Mapping[str, Any], seed: int
+    ) -> RelabelingNull:
+        """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
+        ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_z_tol``,
+        ``au_min_class_size``."""
+        return cls(
+            labels,
+            critics=default_critics(
+                [float(g) for g in settings["au_kernel_gammas"]],
+                [float(r) for r in settings["au_critic_ridges"]],
+            ),
+            n_features=int(settings["au_features"]),
+            min_class_size=int(settings["au_min_class_size"]),
+            tolerance=float(settings["au_z_tol"]),
+            seed=seed,
+        )
+
+    def _setup(self, reference: Tensor) -> None:
+        """Fix the standardisation from the first (original) representations and move the
+        labels to their device."""
+        device = reference.device
+        self.rows = self.rows.to(device)
+        self.attributes = [
+            _Attribute(a.name, a.users.to(device), a.labels.to(device), *_rest(a))
+            for a in self.attributes
+        ]
+        ref = reference.detach()[self.rows].to(torch.float64)
+        self.dtype = reference.dtype
+        self.shift = ref.mean(0).to(self.dtype)
+        self.scale = ref.std(0).clamp_min(1e-12).to(self.dtype)
+        self.dim = reference.shape[1]
+        self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        self._check_draw = self._draw()
+        self._ready = True
+
+    @property
+    def dropped_classes(self) -> dict[str, tuple[int, ...]]:
+        """Class codes left out of each attribute's statistics."""
+        return {a.name: a.dropped for a in self.attributes if a.dropped}
+
+    def _draw(self) -> dict[float, tuple[Tensor, Tensor]]:
+        """Fresh random Fourier features for every Gaussian bandwidth."""
+        draws = {}
+        device = self.shift.device
+        for gamma in sorted({c.gamma for c in self.critics if c.gamma is not None}):
+            std = math.sqrt(2.0 * gamma / self.dim)
+            weights = torch.randn(
+                self.dim, self.n_features, generator=self.generator, device=device, dtype=self.dtype
+            )
+            phases = torch.rand(
+                self.n_features, generator=self.generator, device=device, dtype=self.dtype
+            )
+            draws[gamma] = (weights.mul_(std), phases.mul_(2.0 * math.pi))
+        return draws
+
+    def _features(self, z: Tensor, gamma: float | None, draw: dict) -> Tensor:
+        if gamma is None:
+            return z / math.sqrt(self.dim)
+        weights, phases = draw[gamma]
+        return torch.cos(torch.addmm(phases, z, weights)) * math.sqrt(2.0 / self.n_features)
+
+    def zscores(self, reps: Tensor, draw: dict | None = None) -> dict[tuple[str, str], Tensor]:
+        """z-score of every (attribute, critic) statistic; differentiable in ``reps``. The first
+        call fixes the standardisation (the original representations)."""
+        if not self._ready:
+            self._setup(reps)
+        draw = draw if draw is not None else self._draw()
+        z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
+        features = {g: self._features(z_in, g, draw) for g in {c.gamma for c in self.critics}}
+        out = {}
+        for critic in self.critics:
+            feats = features[critic.gamma]
+            feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
+            if critic.ridge != INF:
+                n = len(feats)
+                gram = feats.T @ feats / n
+                ridge = critic.ridge * gram.diagonal().mean()
+                chol = torch.linalg.cholesky(
+                    gram + ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+                )
+                feats = torch.linalg.solve_triangular(chol, feats.T, upper=False).T / math.sqrt(n)
+            for attr in self.attributes:
+                out[attr.name, critic.name] = self._zscore(feats, attr)
+        return out
+
+    @staticmethod
+    def _zscore(feats: Tensor, attr: _Attribute) -> Tensor:
+        """(U − E_π U)/sd_π U for one attribute on (possibly whitened) features."""
+        f = feats if len(attr.users) == len(feats) else feats[attr.users]
+        y = attr.labels.to(f.dtype)
+        m = len(f)
+        sq_norms = f.square().sum(1)
+        u_stat = (f.T @ y).square().sum() - (sq_norms * y.square().sum(1)).sum()
+        total = f.sum(0)
+        off_diagonal = total.square().sum() - sq_norms.sum()
+        null_mean = -off_diagonal / (m * (m - 1)) * attr.label_sq
+        with torch.no_grad():  # the null's spread: a scale, not something to optimise
+            gram = f.T @ f
+            off_sq = gram.square().sum() - sq_norms.square().sum()
+            null_sd = torch.sqrt((2.0 * attr.pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
+        return (u_stat - null_mean) / null_sd
+
+    def __call__(self, reps: Tensor) -> Tensor:
+        """Mean z² over attributes and critics, with fresh random features; also scores
+        ``reps`` with the check draw."""
+        self.check(reps)
+        zs = self.zscores(reps)
+        return torch.stack(list(zs.values())).square().mean()
+
+    @torch.no_grad()
+    def check(self, reps: Tensor) -> float:
+        """The largest |z| under the fixed check draw (for stopping and keeping states)."""
+        if not self._ready:
+            self._setup(reps)
+        zs = self.zscores(reps.detach(), self._check_draw)
+        self.checked = {k: float(v) for k, v in zs.items()}
+        return self.max_abs_z
+
+    @property
+    def max_abs_z(self) -> float:
+        """The largest |z| of the last check."""
+        return max(abs(v) for v in self.checked.values())
+
+    def distance(self) -> float:
+        """How far the last state is from looking like a random relabeling: the largest |z|
+        beyond the tolerance (0 once every statistic is within it)."""
+        return max(0.0, self.max_abs_z - self.tolerance)
+
+    def terms(self) -> list[TermReport]:
+        """Every (attribute, critic) statistic of the last check as a z-score against the
+        random-relabeling null (target 0: what random labels show on average)."""
+        return [
+            TermReport(f"{attr}/{critic}/z", z, 0.0, None, abs(z) <= self.tolerance)
+            for (attr, critic), z in self.checked.items()
+        ]
+
+    def progress(self) -> dict[str, float]:
+        """The largest |z| of the last check, traced per step."""
+        return {"max_abs_z": self.max_abs_z}
