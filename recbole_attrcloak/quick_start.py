@@ -62,6 +62,7 @@ def run(
     been audited with the same preset and seed.
     """
     started = time.perf_counter()
+    compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13; also in every Ray Tune trial
     overrides = dict(config_dict or {})
     if unlearn is not None:
         overrides["unlearn"] = unlearn
