@@ -47,8 +47,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from recbole_attrcloak import compat
     from recbole_attrcloak.quick_start import run
 
+    compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13, before any RecBole Config
     overrides = {k: getattr(args, k) for k in ("au_mode", "audit") if getattr(args, k)}
     if args.tune:
         return _sweep(args, overrides, extra)

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from recbole.config import Config
 
+from recbole_attrcloak import compat
 from recbole_attrcloak.audit.settings import AuditPreset
 from recbole_attrcloak.engine import DDRetention, Mode, Objective
 from recbole_attrcloak.losses import Covariance, Solver, Target
@@ -58,6 +59,7 @@ def build_config(
         if not Path(path).is_file():
             raise FileNotFoundError(f"config file not found: {path}")
     model_class = get_model(model)
+    compat.apply_recbole_shims()  # before Config.compatibility_settings reads numpy's aliases
     config = Config(
         model=model_class,
         dataset=dataset,

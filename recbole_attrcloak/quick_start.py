@@ -65,6 +65,7 @@ def run(
     been audited with the same preset and seed.
     """
     started = time.perf_counter()
+    compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13; also in every Ray Tune trial
     overrides = _overrides(config_dict, unlearn, attributes)
     method = overrides.get("unlearn", "none")
     defence = get_defence(method)

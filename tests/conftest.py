@@ -4,10 +4,21 @@ leak gender and an assertion on the attack can fail."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from recbole_attrcloak import compat
+
+# Every Ray the tests start (local or `ray start --head`) binds to 127.0.0.1, not this machine's
+# network address: Ray reads this once, when it is first imported, which is after this line.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# Current Ray turns token authentication on for a local ray.init() and writes the token to
+# ~/.ray/auth_token, which later `ray start --head` runs on this machine pick up; the tests' local
+# Rays (loopback only) run without it. test_ray_cluster.py tests a cluster with a token.
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 N_USERS, N_ITEMS, PER_USER = 160, 80, 24
 
@@ -72,6 +83,14 @@ def toy_context(root: Path, out: Path, model_name: str = "BPR", **extra):
     fit_model(config, model, train, valid)
     labels = load_attributes(config, dataset)
     return RunContext(config, dataset, train, valid, test, model, labels, out)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def recbole_shims() -> None:
+    """Tests build RecBole Configs and models directly, not through an entry point, so they
+    apply the numpy >= 2 / scipy >= 1.13 shims first, as the entry points do; test_shims.py checks
+    in fresh interpreters that each shim is needed and that the entry points apply them."""
+    compat.apply_recbole_shims()
 
 
 @pytest.fixture(scope="session")

@@ -19,6 +19,9 @@ from recbole_attrcloak.audit.significance import (
 )
 from recbole_attrcloak.data.attributes import AttributeLabels
 
+# also in `make test-current`
+pytestmark = pytest.mark.current
+
 CHEAP = AuditSettings(
     attackers=("logreg", "knn"), seeds=2, n_folds=3, n_permutations=30, n_resamples=500, n_jobs=1
 )

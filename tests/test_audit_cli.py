@@ -11,6 +11,9 @@ from recbole_attrcloak.audit.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# also in `make test-current`
+pytestmark = pytest.mark.current
+
 
 @pytest.fixture
 def exported(tmp_path):

@@ -13,6 +13,9 @@ from recbole_attrcloak.config import build_config
 from recbole_attrcloak.registry import get_model
 from tests.conftest import toy_config
 
+# also in `make test-current`: the torch >= 2.6 checkpoint shim
+pytestmark = pytest.mark.current
+
 
 @pytest.fixture(scope="module")
 def stock_checkpoint(toy_root, tmp_path_factory):

@@ -17,7 +17,11 @@ from tests.conftest import toy_config
 
 @pytest.mark.parametrize(
     "model_name, mode, retention",
-    [("LightGCN", "dd", "train_loss"), ("NeuMF", "df", "train_loss"), ("BPR", "dd", "ranking")],
+    [
+        pytest.param("LightGCN", "dd", "train_loss", marks=pytest.mark.current),
+        ("NeuMF", "df", "train_loss"),
+        ("BPR", "dd", "ranking"),
+    ],
 )
 def test_only_user_side_changes(model_name, mode, retention, toy_root, tmp_path):
     result = run(

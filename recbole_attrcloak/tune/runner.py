@@ -28,6 +28,7 @@ from unittest import mock
 import pandas as pd
 
 from recbole_attrcloak.quick_start import run
+from recbole_attrcloak.tune import ray_compat
 from recbole_attrcloak.tune.cluster import ray_session
 from recbole_attrcloak.tune.results import after_stage, kfold_gaps, tune_metrics
 from recbole_attrcloak.tune.spec import METRICS, Spec, Trial, load_spec
@@ -48,7 +49,6 @@ with warnings.catch_warnings():  # Ray 2.6 imports the deprecated pkg_resources
     warnings.simplefilter("ignore", UserWarning)
     import ray
     from ray import tune
-    from ray.air import FailureConfig, RunConfig, session
     from ray.tune import Callback
 
 
@@ -237,22 +237,21 @@ def _fit(
     tuner = tune.Tuner(
         trainable,
         param_space={"job": tune.grid_search(list(jobs))},
-        tune_config=tune.TuneConfig(
+        tune_config=ray_compat.tune_config(
             metric=spec.metric,
             mode=spec.mode,
             max_concurrent_trials=spec.max_concurrent_trials,
             time_budget_s=budget,
             trial_name_creator=_job_name,
             trial_dirname_creator=_job_name,
-            chdir_to_trial_dir=False,
             # one worker process runs trial after trial (imports, audit pool); not on GPUs,
             # where a fresh process per trial is the safe way to release device memory
             reuse_actors=not spec.resources["gpu"],
         ),
-        run_config=RunConfig(
+        run_config=ray_compat.RunConfig(
             name=f"{phase}-{stamp}",
             storage_path=str(work / "ray"),
-            failure_config=FailureConfig(max_failures=0),
+            failure_config=ray_compat.FailureConfig(max_failures=0),
             callbacks=[_Progress(phase, jobs)] if progress else None,
             verbose=0,
         ),
@@ -260,6 +259,7 @@ def _fit(
     # verbose=0 silences only the legacy output engine; without Tune's SIGINT handler, Ctrl-C
     # stops the sweep (resume it later) instead of ending this phase and starting the next.
     quiet = {"RAY_AIR_NEW_OUTPUT": "0", "TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    quiet |= ray_compat.FIT_ENVIRONMENT
     with mock.patch.dict(os.environ, quiet):
         results = tuner.fit()
     for result in results:
@@ -274,7 +274,7 @@ def _job_name(trial) -> str:
 
 
 def _trainable(config: dict[str, Any], jobs: dict[str, dict]) -> None:
-    session.report(execute(jobs[config["job"]]))
+    ray_compat.report(execute(jobs[config["job"]]))
 
 
 def execute(job: Mapping[str, Any]) -> dict[str, Any]:
