@@ -161,29 +161,45 @@ def _strongest(
 ) -> dict:
     """The best attack over protocols and attackers, and a one-line verdict.
 
-    The verdict rests on the familywise permutation p-values (see docs/audit.md for why not on
-    the intervals): leakage when the smallest ``p_familywise`` is <= alpha (``tested`` names that
-    pair, ties going to the higher score), else over-correction when some pair's
-    ``p_familywise_below`` is <= alpha. Without any permutation test it falls back, marked as
-    such, on the strongest pair's 95 % interval.
+    The verdict rests on the two-sided familywise permutation p-value (see docs/audit.md for why
+    not on the intervals): the smallest ``p_familywise_two_sided`` over the pairs (``tested``)
+    tells whether *some* attacker differs from chance in either direction; at or below alpha the
+    verdict is leakage when that attacker scores above its null mean, over-correction (it learned
+    an inverted direction: invert its predictions and it leaks) when below. ``p_value`` is the
+    upper-tail familywise p-value of the same pair. Without any permutation test the verdict
+    falls back, marked as such, on the strongest pair's 95 % interval.
     """
     protocol, attacker = max(metrics, key=lambda key: metrics[key]["balanced_accuracy"]["mean"])
     ba = metrics[protocol, attacker]["balanced_accuracy"]
+    flagged: list[tuple[str, str]] = []
     if tests:
-        tested = min(tests, key=lambda key: (tests[key]["p_familywise"], -tests[key]["observed"]))
-        p_value = tests[tested]["p_familywise"]
-        flagged = [key for key, test in tests.items() if test["p_familywise_below"] <= alpha]
-        evidence = f"{tested[0]}/{tested[1]}, familywise p={p_value:.2g}"
-        leaks = p_value <= alpha
+        tested = min(
+            tests,
+            key=lambda key: (
+                tests[key]["p_familywise_two_sided"],
+                -abs(tests[key]["observed"] - tests[key]["null_mean"]),
+            ),
+        )
+        test = tests[tested]
+        p_value, p_two = test["p_familywise"], test["p_familywise_two_sided"]
+        below = test["observed"] < test["null_mean"]
+        evidence = f"{tested[0]}/{tested[1]}, two-sided familywise p={p_two:.2g}"
+        leaks = p_two <= alpha and not below
+        flagged = [key for key, t in tests.items() if t["p_familywise_below"] <= alpha]
+        if p_two <= alpha and below and tested not in flagged:
+            flagged.insert(0, tested)
+        over = p_two <= alpha and below
     else:
-        tested = p_value = None
+        tested = p_value = p_two = None
         flagged = [key for key in metrics if metrics[key]["balanced_accuracy"]["ci95"][1] < chance]
         evidence = "95% CI, no permutation test"
         leaks = ba["ci95"][0] > chance
+        over = bool(flagged) and not leaks
     if leaks:
         verdict = f"leakage detected ({evidence})"
-    elif flagged:
-        verdict = f"below chance: over-correction ({', '.join(f'{p}/{a}' for p, a in flagged)})"
+    elif over:
+        pairs = ", ".join(f"{p}/{a}" for p, a in flagged)
+        verdict = f"below chance: over-correction ({pairs}; {evidence})"
     else:
         verdict = f"no leakage detectable ({evidence})"
     return {
@@ -193,6 +209,7 @@ def _strongest(
         "gap_to_chance": ba["mean"] - chance,
         "ci95": ba["ci95"],
         "p_value": p_value,
+        "p_value_two_sided": p_two,
         "tested": f"{tested[0]}/{tested[1]}" if tested else None,
         "below_chance": [f"{p}/{a}" for p, a in flagged],
         "verdict": verdict,

@@ -20,6 +20,8 @@ from recbole_attrcloak.audit.significance import (
     subset_permutations,
 )
 
+_ONE_SIDED = ("p_value", "p_value_below")
+_FAMILYWISE = ("p_familywise", "p_familywise_below", "p_familywise_two_sided")
 _PERMUTATIONS_PER_JOB = 5
 _JOBS_PER_ROUND = 4  # refit permutations run in rounds of 20, so a settled test can stop early
 
@@ -28,12 +30,14 @@ def _group_tests(scores: np.ndarray, keys: Sequence[tuple[str, str]], method: st
     """Per-pair summaries of a (1 + n_permutations, n_pairs) score matrix (row 0 observed) whose
     rows share their shuffles, with max-T adjusted p-values over the pairs."""
     above, below = maxt_adjusted(scores), maxt_adjusted(-scores)
+    either = maxt_adjusted(scores, two_sided=True)
     return {
         key: {
             "method": method,
             **permutation_summary(scores[:, j]),
             "p_familywise": float(above[j]),
             "p_familywise_below": float(below[j]),
+            "p_familywise_two_sided": float(either[j]),
         }
         for j, key in enumerate(keys)
     }
@@ -49,7 +53,7 @@ def _combined_folds(per_fold: Sequence[dict], keys: Sequence[tuple[str, str]]) -
             "observed": float(np.mean([t["observed"] for t in tests])),
             **{
                 field: combine_folds([t[field] for t in tests])
-                for field in ("p_value", "p_value_below", "p_familywise", "p_familywise_below")
+                for field in (*_ONE_SIDED, *_FAMILYWISE)
             },
             "null_mean": float(np.mean([t["null_mean"] for t in tests])),
             "null_std": None,
@@ -98,7 +102,7 @@ class PermutationTests:
         tests = {}
         for group in groups:
             for key, test in group.items():
-                for field in ("p_familywise", "p_familywise_below"):
+                for field in _FAMILYWISE:  # Bonferroni across the groups
                     test[field] = min(1.0, len(groups) * test[field])
                 tests[key] = test
         return tests

@@ -59,7 +59,7 @@ def permutation_summary(scores: np.ndarray) -> dict[str, float | int]:
     }
 
 
-def maxt_adjusted(scores: np.ndarray) -> np.ndarray:
+def maxt_adjusted(scores: np.ndarray, two_sided: bool = False) -> np.ndarray:
     """Westfall–Young single-step max-T adjusted p-values (upper tail), one per column.
 
     ``scores`` is (1 + n_permutations, n_attackers): row 0 observed, the other rows the same
@@ -68,9 +68,13 @@ def maxt_adjusted(scores: np.ndarray) -> np.ndarray:
     of rows, which keeps them exchangeable); the adjusted p of column j is the share of rows whose
     largest standardised score reaches column j's observed one. Its minimum over the columns is
     an exact p-value for "the strongest attacker beats chance", with no Bonferroni penalty.
+    ``two_sided``: the same on |z|, for "some attacker differs from chance, above or below" (an
+    attacker far below chance leaks as much: invert its predictions).
     """
     spread = scores.std(axis=0)
     z = (scores - scores.mean(axis=0)) / np.where(spread > 0, spread, 1.0)
+    if two_sided:
+        z = np.abs(z)
     largest = np.sort(z.max(axis=1))
     return (len(z) - np.searchsorted(largest, z[0])) / len(z)
 
