@@ -213,8 +213,16 @@ class RelabelingNull:
         return torch.cos(torch.addmm(phases, z, weights)) * math.sqrt(2.0 / self.n_features)
 
     def zscores(self, reps: Tensor, draw: dict | None = None) -> dict[tuple[str, str], Tensor]:
-        """z-score of every (attribute, critic) statistic; differentiable in ``reps``. The first
-        call fixes the standardisation (the original representations)."""
+        """z-score of every (attribute, critic) statistic; differentiable in ``reps`` (the null's
+        spread is a scale and carries no gradient). The first call fixes the standardisation
+        (the original representations)."""
+        return {k: excess / spread for k, (excess, spread) in self.statistics(reps, draw).items()}
+
+    def statistics(
+        self, reps: Tensor, draw: dict | None = None
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """For every (attribute, critic): U − E_π U (differentiable) and sd_π U (no gradient),
+        with ``draw``'s random features (a fresh draw if None)."""
         if not self._ready:
             self._setup(reps)
         draw = draw if draw is not None else self._draw()
@@ -233,12 +241,17 @@ class RelabelingNull:
                 )
                 feats = torch.linalg.solve_triangular(chol, feats.T, upper=False).T / math.sqrt(n)
             for attr in self.attributes:
-                out[attr.name, critic.name] = self._zscore(feats, attr)
+                out[attr.name, critic.name] = self._statistic(feats, attr)
         return out
 
     @staticmethod
-    def _zscore(feats: Tensor, attr: _Attribute) -> Tensor:
-        """(U − E_π U)/sd_π U for one attribute on (possibly whitened) features."""
+    def _statistic(feats: Tensor, attr: _Attribute) -> tuple[Tensor, Tensor]:
+        """(U − E_π U, sd_π U) for one attribute on (possibly whitened) features.
+
+        U = ‖FᵀY‖² − Σ_u ‖f_u‖²‖y_u‖² (the pairs u ≠ v); under a uniform permutation of the rows
+        of the centred Y its mean is −(Σ_{u≠v} ⟨f_u, f_v⟩)/(m(m−1))·‖Y‖² exactly, and its spread
+        is close to √(2·Σ_{u≠v} ⟨f_u, f_v⟩²·E⟨y_u, y_v⟩²) (pairs taken as independent; checked
+        against permutations in tests/test_relabel.py)."""
         f = feats if len(attr.users) == len(feats) else feats[attr.users]
         y = attr.labels.to(f.dtype)
         m = len(f)
@@ -251,7 +264,7 @@ class RelabelingNull:
             gram = f.T @ f
             off_sq = gram.square().sum() - sq_norms.square().sum()
             null_sd = torch.sqrt((2.0 * attr.pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
-        return (u_stat - null_mean) / null_sd
+        return u_stat - null_mean, null_sd
 
     def __call__(self, reps: Tensor) -> Tensor:
         """Mean z² over attributes and critics, with fresh random features; also scores
