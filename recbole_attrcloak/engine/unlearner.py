@@ -76,6 +76,7 @@ class Unlearner:
         solver: Solver | str = Solver.PROJECTED,
         fixed_alpha: float | None = None,
         clip_grad_norm: Mapping[str, Any] | None = None,
+        normalize_step: bool = False,
     ) -> None:
         self.representation = representation
         self.params = list(params)
@@ -83,6 +84,7 @@ class Unlearner:
         self.optimizer, self.stop = optimizer, stop
         self.solver, self.fixed_alpha = Solver(solver), fixed_alpha
         self.clip_grad_norm = dict(clip_grad_norm) if clip_grad_norm else None
+        self.normalize_step = bool(normalize_step)
         self.trace: dict[str, list[float]] = {}
         # The parameters of the state closest to the target so far (the first that met it,
         # once one has), its step and its distance (``objective.distance()``).
@@ -153,6 +155,13 @@ class Unlearner:
             reps.grad = direction.view_as(reps)
         else:
             torch.autograd.backward(reps, grad_tensors=direction.view_as(reps))
+        if self.normalize_step:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            total = torch.sqrt(sum(g.square().sum() for g in grads))
+            count = sum(g.numel() for g in grads)
+            if float(total) > 0.0:
+                for grad in grads:
+                    grad.mul_(math.sqrt(count) / total)
         if self.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.params, **self.clip_grad_norm)
         self.optimizer.step()
