@@ -113,8 +113,9 @@ def check_config(config: Config) -> None:
         if config[key] not in choices:
             raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
     alpha = config["au_alpha"]
-    if config["au_solver"] == Solver.FIXED and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
-        raise ValueError(f"au_solver=fixed needs au_alpha in [0, 1], got {alpha!r}")
+    fixed = config["au_solver"] in (Solver.FIXED, Solver.FIXED_UNIT)
+    if fixed and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"au_solver={config['au_solver']} needs au_alpha in [0, 1], got {alpha!r}")
     for key in ("au_max_steps", "au_patience", "au_permutations", "au_check_every", "audit_n_jobs"):
         if int(config[key]) < 1:
             raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")

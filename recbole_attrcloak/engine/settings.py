@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -81,7 +81,14 @@ class StopRule:
 @dataclass(frozen=True)
 class AttrCloakSettings:
     """Everything about an AttrCloak run except the leakage objective's own keys (which
-    ``GaussianMIBound.from_settings`` reads)."""
+    ``RelabelingNull.from_settings`` / ``GaussianMIBound.from_settings`` read).
+
+    The ``relabel`` objective has its own optimisation recipe: normalised SGD steps that move
+    the user side by ``au_relabel_step`` of its size along α·ĝ_AU + (1 − α)·ĝ_R (unit
+    gradients, α = ``au_relabel_alpha``), stalls and learning-rate halvings checked every
+    ``au_relabel_check_every`` steps (its statistics are noisier than the Gaussian bound's).
+    The other objectives keep ``au_learner``, ``au_learning_rate`` and ``au_solver`` (today's
+    and the paper's recipes, unchanged)."""
 
     mode: Mode
     objective: Objective
@@ -92,6 +99,7 @@ class AttrCloakSettings:
     learner: str
     learning_rate: float
     relative_lr: bool
+    normalize_step: bool
     stop: StopRule
 
     @classmethod
@@ -99,18 +107,36 @@ class AttrCloakSettings:
         """Parse the ``au_*`` keys; an unknown mode, objective, retention or solver raises
         ValueError. The ``paper`` objective runs the paper's solver."""
         objective = Objective(settings["au_objective"])
+        common = {
+            "mode": Mode(settings["au_mode"]),
+            "objective": objective,
+            "dd_retention": DDRetention(settings["au_dd_retention"]),
+            "dd_topk": int(settings["au_dd_topk"]),
+            "stop": StopRule.from_settings(settings),
+        }
+        if objective == Objective.RELABEL:
+            stop = common.pop("stop")
+            return cls(
+                **common,
+                stop=replace(stop, check_every=int(settings["au_relabel_check_every"])),
+                solver=Solver.FIXED_UNIT,
+                fixed_alpha=float(settings["au_relabel_alpha"]),
+                learner="sgd",
+                learning_rate=float(settings["au_relabel_step"]),
+                relative_lr=True,
+                normalize_step=True,
+            )
         solver = Solver.PAPER if objective == Objective.PAPER else Solver(settings["au_solver"])
         return cls(
-            mode=Mode(settings["au_mode"]),
-            objective=objective,
-            dd_retention=DDRetention(settings["au_dd_retention"]),
-            dd_topk=int(settings["au_dd_topk"]),
+            **common,
             solver=solver,
-            fixed_alpha=float(settings["au_alpha"]) if solver == Solver.FIXED else None,
+            fixed_alpha=(
+                float(settings["au_alpha"]) if solver in (Solver.FIXED, Solver.FIXED_UNIT) else None
+            ),
             learner=str(settings["au_learner"]),
             learning_rate=float(settings["au_learning_rate"]),
             relative_lr=bool(settings["au_relative_lr"]),
-            stop=StopRule.from_settings(settings),
+            normalize_step=False,
         )
 
     @property

@@ -18,6 +18,7 @@ class Solver(StrEnum):
     NORMALIZED = "normalized"
     PAPER = "paper"
     FIXED = "fixed"
+    FIXED_UNIT = "fixed_unit"
 
 
 SOLVERS = tuple(Solver)
@@ -67,13 +68,13 @@ def _checked(
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     solver = Solver(solver)
-    if solver == Solver.FIXED:
+    if solver in (Solver.FIXED, Solver.FIXED_UNIT):
         if fixed_alpha is None or not 0.0 <= fixed_alpha <= 1.0:
             raise ValueError(f"solver='fixed' needs fixed_alpha in [0, 1], got {fixed_alpha}")
     elif fixed_alpha is not None:
         raise ValueError(f"fixed_alpha is only used with solver='fixed', not {solver.value!r}")
     low, high = (float(b) for b in bounds)
-    if solver != Solver.FIXED and not 0.0 <= low <= high <= 1.0:
+    if solver not in (Solver.FIXED, Solver.FIXED_UNIT) and not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
     return solver, low, high
 
@@ -100,7 +101,9 @@ def solve_alpha(
     original point of a data-free run cannot move: the original is Pareto-optimal for
     (L_AU, L_Reg = 0), and every min-norm step pulls back towards it.
     ``"fixed"``: α = ``fixed_alpha`` (required, in [0, 1]; ``bounds`` not applied); w_au = α,
-    w_r = 1 − α (the paper's Fig. 5 ablation).
+    w_r = 1 − α (the paper's Fig. 5 ablation). ``"fixed_unit"``: the same α on unit-length
+    gradients, w_au = α/‖g_au‖, w_r = (1 − α)/‖g_r‖ (a zero gradient gets weight 0): the share of
+    each objective in the step's direction, whatever their scales.
 
     Degenerate cases (never NaN):
     - g_au = g_r (difference ~0): any α gives the same direction; α = 0.5, then clipped.
@@ -120,6 +123,12 @@ def solve_alpha(
     aa, bb, ab = _gram(g_au, g_r)
     if not all(math.isfinite(v) for v in (aa, bb, ab)):
         raise ValueError("gradients contain NaN or inf")
+    if solver == Solver.FIXED_UNIT:
+        alpha = float(fixed_alpha)
+        norm_au, norm_r = math.sqrt(aa), math.sqrt(bb)
+        w_au = alpha / norm_au if norm_au >= _TINY else 0.0
+        w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0
+        return LossWeights(alpha, w_au, w_r)
     shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
     if solver == Solver.PROJECTED and ab < 0.0 and aa > 0.0:
         shift = ab / aa

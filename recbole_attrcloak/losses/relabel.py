@@ -12,7 +12,10 @@ others: U > 0 means a classifier transfers (leakage), U < 0 that it transfers *i
 audit's permutation tests use), U has an exactly known mean and a known spread, so each statistic
 becomes a z-score: z = (U − E_π U) / sd_π U. The loss is the mean z² over attributes and critics;
 its target is z = 0 — what a random relabeling shows, neither more dependence nor less — and the
-run is "at target" once every |z| is within a tolerance (about one null standard deviation).
+run is "at target" once every |z| is within a tolerance (``au_z_tol``: 2 null standard
+deviations by default, about the largest |z| that one random relabeling shows over 27
+statistics). The loss only pulls a statistic while |z| exceeds a margin: mean of
+max(|z| − margin, 0)².
 
 Critics: the linear kernel (class means; with a ridge, the LDA/logistic direction) and Gaussian
 kernels through random Fourier features (nonlinear dependence: kNN, RBF-SVM, trees). The random
@@ -103,6 +106,49 @@ def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
     return _Attribute(name, users, labels, float(labels.square().sum()), pair_sq, dropped)
 
 
+class _Metric:
+    """One critic's inner product ⟨f_u, f_v⟩_M = f_uᵀMf_v on the centred features (M = I, or
+    (G + λ)⁻¹/n for a ridge), and the U-statistic of an attribute under it.
+
+    U = Σ_{u≠v} ⟨f_u, f_v⟩_M ⟨y_u, y_v⟩ = tr(SᵀMS) − Σ_u ‖f_u‖²_M ‖y_u‖² with S = FᵀY. Under a
+    uniform permutation of the rows of the centred Y its mean is
+    −(Σ_{u≠v} ⟨f_u, f_v⟩_M)/(m(m−1))·‖Y‖² exactly, and its spread is close to
+    √(2·Σ_{u≠v} ⟨f_u, f_v⟩²_M·E⟨y_u, y_v⟩²) (pairs taken as independent; checked against
+    permutations in tests/test_relabel.py). The row pass (FM, ‖f_u‖²_M, FᵀFM) is shared by every
+    attribute that covers all rows; the rest are (D, D) and (D, K) products."""
+
+    def __init__(self, feats: Tensor, metric: Tensor | None) -> None:
+        self.feats, self.metric = feats, metric
+        self.whole = self._rows(feats)
+
+    def _rows(self, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        fm = f if self.metric is None else f @ self.metric
+        sq_norms = (fm * f).sum(1)  # ‖f_u‖²_M
+        with torch.no_grad():
+            gram = f.T @ fm  # Σ_uv ⟨f_u, f_v⟩²_M = tr((FᵀFM)²) for a symmetric M
+            pair_sq = (gram * gram.T).sum() - sq_norms.detach().square().sum()
+        return fm, sq_norms, pair_sq
+
+    def statistic(self, attr: _Attribute) -> tuple[Tensor, Tensor]:
+        """(U − E_π U, sd_π U) of ``attr``; the first is differentiable."""
+        if len(attr.users) == len(self.feats):
+            f, (fm, sq_norms, off_sq) = self.feats, self.whole
+        else:
+            f = self.feats[attr.users]
+            fm, sq_norms, off_sq = self._rows(f)
+        y = attr.labels.to(f.dtype)
+        m = len(f)
+        s = f.T @ y
+        ms = s if self.metric is None else self.metric @ s
+        u_stat = (s * ms).sum() - (sq_norms * y.square().sum(1)).sum()
+        total = f.sum(0)
+        mt = total if self.metric is None else self.metric @ total
+        off_diagonal = total @ mt - sq_norms.sum()
+        null_mean = -off_diagonal / (m * (m - 1)) * attr.label_sq
+        null_sd = torch.sqrt((2.0 * attr.pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
+        return u_stat - null_mean, null_sd
+
+
 class RelabelingNull:
     """The leakage objective: mean z² of the critics' U-statistics against the permutation null.
 
@@ -123,7 +169,8 @@ class RelabelingNull:
         critics: Sequence[Critic] | None = None,
         n_features: int = 256,
         min_class_size: int = 2,
-        tolerance: float = 1.0,
+        tolerance: float = 2.0,
+        margin: float = 0.0,
         seed: int = 0,
     ) -> None:
         if not labels:
@@ -131,6 +178,7 @@ class RelabelingNull:
         self.critics = tuple(critics or default_critics())
         self.n_features = int(n_features)
         self.tolerance = float(tolerance)
+        self.margin = float(margin)
         self.seed = int(seed)
         self.attributes = [_attribute(n, c, min_class_size) for n, c in labels.items()]
         # the rows any attribute covers; each attribute's users as positions among them
@@ -155,7 +203,7 @@ class RelabelingNull:
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_z_tol``,
-        ``au_min_class_size``."""
+        ``au_z_margin``, ``au_min_class_size``."""
         return cls(
             labels,
             critics=default_critics(
@@ -165,6 +213,7 @@ class RelabelingNull:
             n_features=int(settings["au_features"]),
             min_class_size=int(settings["au_min_class_size"]),
             tolerance=float(settings["au_z_tol"]),
+            margin=float(settings["au_z_margin"]),
             seed=seed,
         )
 
@@ -227,51 +276,29 @@ class RelabelingNull:
             self._setup(reps)
         draw = draw if draw is not None else self._draw()
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
-        features = {g: self._features(z_in, g, draw) for g in {c.gamma for c in self.critics}}
         out = {}
-        for critic in self.critics:
-            feats = features[critic.gamma]
+        for gamma in {c.gamma for c in self.critics}:
+            feats = self._features(z_in, gamma, draw)
             feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
-            if critic.ridge != INF:
-                n = len(feats)
-                gram = feats.T @ feats / n
-                ridge = critic.ridge * gram.diagonal().mean()
-                chol = torch.linalg.cholesky(
-                    gram + ridge * torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
-                )
-                feats = torch.linalg.solve_triangular(chol, feats.T, upper=False).T / math.sqrt(n)
-            for attr in self.attributes:
-                out[attr.name, critic.name] = self._statistic(feats, attr)
+            n = len(feats)
+            gram = feats.T @ feats / n
+            for critic in (c for c in self.critics if c.gamma == gamma):
+                metric = None  # the critic's inner product: ⟨f_u, f_v⟩ or f_uᵀ(G + λ)⁻¹f_v / n
+                if critic.ridge != INF:
+                    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+                    chol = torch.linalg.cholesky(gram + critic.ridge * gram.diagonal().mean() * eye)
+                    metric = torch.cholesky_inverse(chol) / n
+                shared = _Metric(feats, metric)
+                for attr in self.attributes:
+                    out[attr.name, critic.name] = shared.statistic(attr)
         return out
 
-    @staticmethod
-    def _statistic(feats: Tensor, attr: _Attribute) -> tuple[Tensor, Tensor]:
-        """(U − E_π U, sd_π U) for one attribute on (possibly whitened) features.
-
-        U = ‖FᵀY‖² − Σ_u ‖f_u‖²‖y_u‖² (the pairs u ≠ v); under a uniform permutation of the rows
-        of the centred Y its mean is −(Σ_{u≠v} ⟨f_u, f_v⟩)/(m(m−1))·‖Y‖² exactly, and its spread
-        is close to √(2·Σ_{u≠v} ⟨f_u, f_v⟩²·E⟨y_u, y_v⟩²) (pairs taken as independent; checked
-        against permutations in tests/test_relabel.py)."""
-        f = feats if len(attr.users) == len(feats) else feats[attr.users]
-        y = attr.labels.to(f.dtype)
-        m = len(f)
-        sq_norms = f.square().sum(1)
-        u_stat = (f.T @ y).square().sum() - (sq_norms * y.square().sum(1)).sum()
-        total = f.sum(0)
-        off_diagonal = total.square().sum() - sq_norms.sum()
-        null_mean = -off_diagonal / (m * (m - 1)) * attr.label_sq
-        with torch.no_grad():  # the null's spread: a scale, not something to optimise
-            gram = f.T @ f
-            off_sq = gram.square().sum() - sq_norms.square().sum()
-            null_sd = torch.sqrt((2.0 * attr.pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
-        return u_stat - null_mean, null_sd
-
     def __call__(self, reps: Tensor) -> Tensor:
-        """Mean z² over attributes and critics, with fresh random features; also scores
-        ``reps`` with the check draw."""
+        """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random
+        features; also scores ``reps`` with the check draw."""
         self.check(reps)
-        zs = self.zscores(reps)
-        return torch.stack(list(zs.values())).square().mean()
+        zs = torch.stack(list(self.zscores(reps).values()))
+        return torch.relu(zs.abs() - self.margin).square().mean()
 
     @torch.no_grad()
     def check(self, reps: Tensor) -> float:

@@ -169,6 +169,7 @@ def build_unlearner(
         solver=settings.solver,
         fixed_alpha=settings.fixed_alpha,
         clip_grad_norm=config["clip_grad_norm"],
+        normalize_step=settings.normalize_step,
     )
 
 
