@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--config_files", default="configs/default.yaml")
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a config key (YAML value)"
+    )
     args = parser.parse_args(argv)
     if hasattr(compat, "apply_runtime_shims"):
         compat.apply_runtime_shims()
@@ -48,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{args.model}-{args.dataset}-{args.seed}"
+    extra = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    suffix = "".join(f"-{k}{v}" for k, v in sorted(extra.items()))
+    stem = out / f"{args.model}-{args.dataset}-{args.seed}{suffix}"
     overrides = {
         "seed": args.seed,
         "epochs": args.epochs,
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         # full-sort evaluation scores eval_batch_size // n_items users at once: with RecBole's
         # 4096 that is one ml-1m user per batch (46 s per validation instead of 0.5 s)
         "eval_batch_size": 524288,
+        **extra,
     }
     config = build_config(args.model, args.dataset, args.config_files.split(), overrides)
     init_seed(config["seed"], config["reproducibility"])
@@ -84,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "dataset": args.dataset,
         "seed": args.seed,
+        "settings": extra,
         "epochs_cap": args.epochs,
         "best_epoch": int(checkpoint.get("epoch", -1)),
         "train_seconds": seconds,

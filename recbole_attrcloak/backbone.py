@@ -35,11 +35,20 @@ def training_summary(trainer: Trainer) -> dict[str, Any]:
     }
 
 
+#: RecBole's caches of computed representations (``other_parameter_name`` of the GNNs and DMF),
+#: which RecBole itself drops in ``calculate_loss``. Other names there are real state (Pop's
+#: ``item_cnt``, ItemKNN's ``pred_mat``, EASE's ``item_similarity``…) and are never touched.
+CACHED_REPRESENTATIONS = frozenset(
+    {"restore_user_e", "restore_item_e", "restore_entity_e", "i_embedding"}
+)
+
+
 def clear_cached_representations(model: torch.nn.Module) -> None:
     """Drop the full-sort caches of GNN/DMF models (``restore_user_e``, ``i_embedding``...), so
     scores and saved checkpoints reflect the current parameters."""
     for name in getattr(model, "other_parameter_name", []):
-        setattr(model, name, None)
+        if name in CACHED_REPRESENTATIONS:
+            setattr(model, name, None)
 
 
 def evaluate_utility(config, model: torch.nn.Module, valid_data, test_data) -> dict:

@@ -1,19 +1,24 @@
 """The command line: ``run_recbole_au.py`` / ``recbole-attrcloak``.
 
 RecBole's own ``--key=value`` overrides are read by RecBole's Config from the command line.
+Bad input ends with one line on stderr and exit code 2, Ctrl-C with one line and 130; the
+heavy imports happen inside :func:`main`, so that even an early Ctrl-C ends that way.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from unittest import mock
 
-from recbole_attrcloak.audit.settings import AuditPreset
-from recbole_attrcloak.defences import CHOICES
-from recbole_attrcloak.engine import Mode
+INTERRUPTED = 130
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    from recbole_attrcloak.audit.settings import AuditPreset
+    from recbole_attrcloak.defences import CHOICES
+    from recbole_attrcloak.engine import Mode
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", "-m", default="BPR", help="RecBole model name")
     parser.add_argument("--dataset", "-d", default="ml-100k", help="RecBole dataset name")
@@ -39,21 +44,44 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra = parse_args(argv)
-    bad = [a for a in extra if not (a.startswith("--") and "=" in a)]
-    if bad:
-        print(
-            f"error: unrecognised arguments {bad} (RecBole overrides are --key=value)",
-            file=sys.stderr,
-        )
-        return 2
+    """Run the command line; return the exit code (2: bad input, 130: interrupted)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted: stopped before writing a report", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _error(exc: BaseException | str) -> int:
+    """Print one line on stderr; return exit code 2."""
+    print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+    return 2
+
+
+def _main(argv: list[str] | None) -> int:
     from recbole_attrcloak import compat
-    from recbole_attrcloak.quick_start import run
 
     compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13, before any RecBole Config
+    args, extra = parse_args(argv)
+    bad = [a for a in extra if not (a.startswith("--") and a.count("=") == 1)]
+    if bad:
+        return _error(f"unrecognised arguments {bad} (RecBole overrides are --key=value)")
+    given: dict[str, str] = {}
+    for key, value in (a[2:].split("=") for a in extra):
+        if given.setdefault(key, value) != value:
+            return _error(f"--{key} is given twice, with {given[key]!r} and {value!r}")
     overrides = {k: getattr(args, k) for k in ("au_mode", "audit") if getattr(args, k)}
     if args.tune:
         return _sweep(args, overrides, extra)
+    # RecBole's Config reads --key=value from sys.argv: show it those (and only those) of argv
+    with mock.patch.object(sys, "argv", [sys.argv[0], *extra]):
+        return _run(args, overrides)
+
+
+def _run(args: argparse.Namespace, overrides: dict) -> int:
+    """One pipeline run (``quick_start.run``) as the flags ask."""
+    from recbole_attrcloak.quick_start import run
+
     try:
         original = _original_stage(args) if args.original_report else None
         report = run(
@@ -69,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             progress=True,
             original_stage=original,
         )
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, FloatingPointError) as exc:
+        return _error(exc)
     print(f"report: {report['output_dir']}/report.md")
     return 0
 
@@ -118,12 +145,11 @@ def _sweep(args: argparse.Namespace, overrides: dict, extra: list[str]) -> int:
             resume=args.resume,
             overrides=overrides,
         )
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as exc:
+        return _error(exc)
     except KeyboardInterrupt:
         print("interrupted: run again with --resume to finish the sweep", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     finished = int((result.table["status"] == "ok").sum())
     print(f"{finished}/{len(result.table)} trials finished; see {result.output_dir}/summary.md")
     return 0

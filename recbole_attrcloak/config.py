@@ -14,26 +14,11 @@ import yaml
 from recbole.config import Config
 
 from recbole_attrcloak import compat
-from recbole_attrcloak.audit.settings import AuditPreset
-from recbole_attrcloak.engine import DDRetention, Mode, Objective
-from recbole_attrcloak.losses import Covariance, Solver, Target
+from recbole_attrcloak.engine import DDRetention, Mode
+from recbole_attrcloak.keys import Regularizer, check_names, check_values
 from recbole_attrcloak.registry import get_model
 
 PROPERTIES = Path(__file__).parent / "properties"
-
-# Keys whose values name a mode: the values of the enums that parse them.
-_CHOICES: dict[str, tuple[str, ...]] = {
-    key: tuple(member.value for member in enum)
-    for key, enum in (
-        ("au_mode", Mode),
-        ("au_objective", Objective),
-        ("au_dd_retention", DDRetention),
-        ("au_solver", Solver),
-        ("au_covariance", Covariance),
-        ("au_target", Target),
-        ("audit", AuditPreset),
-    )
-}
 
 
 def property_files(model_name: str) -> list[str]:
@@ -55,19 +40,44 @@ def build_config(
 ) -> Config:
     """A RecBole Config for ``model`` on ``dataset``: RecBole defaults < our properties < the
     user's config files < ``overrides`` < RecBole's ``--key=value`` command-line arguments."""
-    for path in config_files:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+    files = [path for path in config_files if read_config_file(path)]  # RecBole fails on empty
     model_class = get_model(model)
     compat.apply_recbole_shims()  # before Config.compatibility_settings reads numpy's aliases
     config = Config(
         model=model_class,
         dataset=dataset,
-        config_file_list=[*property_files(model), *config_files],
+        config_file_list=[*property_files(model), *files],
         config_dict=dict(overrides or {}),
     )
+    given = {**config.file_config_dict, **config.variable_config_dict, **config.cmd_config_dict}
+    check_names(given, known=config.internal_config_dict)
     check_config(config)
     return config
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The keys of a YAML config file (empty for an empty file); a missing file, malformed YAML
+    or anything but a mapping raise with a one-line message."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        content = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.FullLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"config file {path}: not valid YAML ({exc.problem}{where})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"config file {path}: not valid YAML ({' '.join(str(exc).split())})"
+        ) from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ValueError(
+            f"config file {path}: expected 'key: value' lines, got a {type(content).__name__}"
+        )
+    return content
 
 
 # Keys that define the data and its split: a checkpoint's own values must stay.
@@ -102,26 +112,26 @@ def checkpoint_settings(fresh: Config) -> dict[str, Any]:
 
 
 def check_config(config: Config) -> None:
-    """Validate our keys; raise ``ValueError`` with a one-line message."""
+    """Check every key of ours (``keys.KEYS``) that ``config`` holds; raise ``ValueError`` with a
+    one-line message. A comma-separated ``sensitive_attributes`` becomes a list."""
     attributes = config["sensitive_attributes"]
     if isinstance(attributes, str):
-        attributes = [a.strip() for a in attributes.split(",") if a.strip()]
-        config["sensitive_attributes"] = attributes
-    if not attributes or not all(isinstance(a, str) for a in attributes):
-        raise ValueError("sensitive_attributes must be a non-empty list of .user column names")
-    for key, choices in _CHOICES.items():
-        if config[key] not in choices:
-            raise ValueError(f"{key} must be one of {list(choices)}, got {config[key]!r}")
-    alpha = config["au_alpha"]
-    fixed = config["au_solver"] in (Solver.FIXED, Solver.FIXED_UNIT)
-    if fixed and (alpha is None or not 0.0 <= float(alpha) <= 1.0):
-        raise ValueError(f"au_solver={config['au_solver']} needs au_alpha in [0, 1], got {alpha!r}")
-    for key in ("au_max_steps", "au_patience", "au_permutations", "au_check_every", "audit_n_jobs"):
-        if int(config[key]) < 1:
-            raise ValueError(f"{key} must be a positive integer, got {config[key]!r}")
-    if float(config["au_learning_rate"]) <= 0:
-        raise ValueError(f"au_learning_rate must be > 0, got {config['au_learning_rate']!r}")
-    if not isinstance(config["au_relative_lr"], bool):
-        raise ValueError(f"au_relative_lr must be true or false, got {config['au_relative_lr']!r}")
-    if float(config["au_target_tol"]) < 0:
-        raise ValueError(f"au_target_tol must be >= 0, got {config['au_target_tol']!r}")
+        config["sensitive_attributes"] = [a.strip() for a in attributes.split(",") if a.strip()]
+    check_values(config)
+
+
+def check_against_data(config: Config, n_items: int) -> None:
+    """The keys that must fit the dataset, for the defence that reads them: AttrCloak-DD's
+    ``au_dd_topk`` and U2U-R/D2D-R's ``du_topn`` are counts of each user's top items, so they
+    must leave other items (``n_items``: real items, padding excluded)."""
+    method = config["unlearn"]
+    ranking_dd = config["au_mode"] == Mode.DD and config["au_dd_retention"] == DDRetention.RANKING
+    if method == "attrcloak" and ranking_dd and int(config["au_dd_topk"]) >= n_items:
+        raise ValueError(
+            f"au_dd_topk must be below the number of items ({n_items}), got {config['au_dd_topk']}"
+        )
+    if method in ("u2u", "d2d") and config["du_regularizer"] == Regularizer.RANKING:
+        if int(config["du_topn"]) > n_items:
+            raise ValueError(
+                f"du_topn must be at most the number of items ({n_items}), got {config['du_topn']}"
+            )

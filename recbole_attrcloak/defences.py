@@ -34,6 +34,7 @@ class Defence:
     entry: str  # "module:function" of the defence, imported on use
     kind: Kind
     backbones: tuple[str, ...] | None = None  # the models it applies to; None: any
+    folders: tuple[str, ...] = ()  # the folders it writes under the run's output folder
     # Named variants: method name -> (label, the config keys that select it).
     variants: Mapping[str, tuple[str, Mapping[str, Any]]] = field(
         default_factory=lambda: MappingProxyType({})
@@ -49,7 +50,7 @@ class Defence:
         return self.backbones is None or model in self.backbones
 
 
-_U = "recbole_attrcloak.unlearning"
+_U, _R = "recbole_attrcloak.unlearning", "recbole_attrcloak.retrain"
 DEFENCES: dict[str, Defence] = {
     d.name: d
     for d in (
@@ -67,9 +68,9 @@ DEFENCES: dict[str, Defence] = {
         ),
         Defence("u2u", "U2U-R", f"{_U}.distance_unlearning:run_u2u", Kind.POST_TRAINING),
         Defence("d2d", "D2D-R", f"{_U}.distance_unlearning:run_d2d", Kind.POST_TRAINING),
-        Defence("rap", "RAP", "recbole_attrcloak.retrain:run_rap", Kind.RETRAINING, ("BPR",)),
-        Defence("blurme", "BlurMe", "recbole_attrcloak.retrain:run_blurme", Kind.RETRAINING),
-        Defence("ldp", "LDP-SH", "recbole_attrcloak.retrain:run_ldp", Kind.RETRAINING),
+        Defence("rap", "RAP", f"{_R}:run_rap", Kind.RETRAINING, ("BPR",), ("retrain",)),
+        Defence("blurme", "BlurMe", f"{_R}:run_blurme", Kind.RETRAINING, folders=("derived",)),
+        Defence("ldp", "LDP-SH", f"{_R}:run_ldp", Kind.RETRAINING, folders=("derived",)),
     )
 }
 #: ``--unlearn`` values: ``none`` (audit only) and every defence.
@@ -121,10 +122,23 @@ CATALOGUE: dict[str, Method] = {
 }
 
 
-def get_defence(name: str) -> Callable | None:
-    """The defence function for ``--unlearn name`` (None for ``none``)."""
+def check_method(name: Any) -> str:
+    """``name`` if it is an ``--unlearn`` value, else ``ValueError`` listing them."""
     if name not in CHOICES:
         raise ValueError(f"unknown --unlearn method '{name}': choose one of {sorted(CHOICES)}")
+    return str(name)
+
+
+def check_backbone(name: str, model: str) -> None:
+    """``ValueError`` when the ``--unlearn`` method ``name`` does not apply to ``model``."""
+    defence = DEFENCES.get(name)
+    if defence is not None and not defence.applies_to(model):
+        raise ValueError(f"--unlearn {name} applies to {', '.join(defence.backbones)}, not {model}")
+
+
+def get_defence(name: str) -> Callable | None:
+    """The defence function for ``--unlearn name`` (None for ``none``)."""
+    check_method(name)
     return None if name == "none" else DEFENCES[name].load()
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,13 +24,22 @@ from recbole.utils import init_logger, init_seed
 from recbole_attrcloak import compat, report
 from recbole_attrcloak.audit import AuditSettings, audit_representations
 from recbole_attrcloak.backbone import evaluate_utility, fit_model, user_representations
-from recbole_attrcloak.config import build_config, check_config, checkpoint_settings
+from recbole_attrcloak.config import (
+    build_config,
+    check_against_data,
+    check_config,
+    checkpoint_settings,
+)
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.data.attributes import AttributeLabels, load_attributes
-from recbole_attrcloak.defences import get_defence
-from recbole_attrcloak.registry import get_model
+from recbole_attrcloak.defences import DEFENCES, check_backbone, get_defence
+from recbole_attrcloak.registry import get_model, user_side
 
 logger = logging.getLogger(__name__)
+
+
+class OutputError(ValueError):
+    """An ``output_dir`` that cannot be written."""
 
 
 @dataclass
@@ -66,18 +76,30 @@ def run(
     """
     started = time.perf_counter()
     compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13; also in every Ray Tune trial
-    overrides = _overrides(config_dict, unlearn, attributes)
-    method = overrides.get("unlearn", "none")
+    # every setting is checked before anything is written, read or trained
+    config, ckpt = _load_config(
+        model, dataset, config_files, _overrides(config_dict, unlearn, attributes), checkpoint
+    )
+    method = str(config["unlearn"])
     defence = get_defence(method)
-    out = _prepare_output_dir(output_dir, model, dataset, method)
+    check_backbone(method, model)
+    folders = DEFENCES[method].folders if method != "none" else ()
+    names = report.output_names(model, dataset, method, export_embeddings, folders)
+    out = Path(output_dir or _default_output_dir(model, dataset, method))
+    existed = out.is_dir()
+    prepare_output_dir(out, names)
     tic = time.perf_counter()
-    config, ckpt = _load_config(model, dataset, config_files, overrides, checkpoint)
     config["checkpoint_dir"] = str(out)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
-    log_handler = _log_to(out / "recbole.log")
+    log_handler = _log_to(out / report.LOG)
     try:
-        ctx, checkpoint_path = load_context(config, ckpt, checkpoint, out)
+        try:
+            ctx = _prepare(config, out)
+        except BaseException:  # nothing trained yet: leave nothing behind
+            _discard_log(log_handler, out / report.LOG, None if existed else out)
+            raise
+        checkpoint_path = _load_or_train(ctx, ckpt, checkpoint)
         settings = _audit_settings(config)
         record = _Record({"preset": str(config["audit"]), "seed": settings.seed})
         record.seconds["load" if ckpt else "train"] = time.perf_counter() - tic
@@ -90,7 +112,7 @@ def run(
         content["output_dir"] = str(out)
         if export_embeddings:
             content["embeddings"] = report.save_embeddings(
-                out / "embeddings.npz", user_tokens(ctx.dataset), record.embeddings
+                out / report.EMBEDDINGS, user_tokens(ctx.dataset), record.embeddings
             )
         report.write(out, content)
         return content
@@ -113,17 +135,43 @@ def _overrides(
     return overrides
 
 
-def load_context(
-    config: Config, ckpt: dict | None, checkpoint: str | None, out: Path
-) -> tuple[RunContext, str]:
-    """The data, its splits and sensitive attributes, and the model (the checkpoint's, or one
-    trained now); also the path of the model's checkpoint."""
+def _prepare(config: Config, out: Path) -> RunContext:
+    """Everything before training, where bad input shows: the data and its splits (checked
+    against the settings), the sensitive attributes, and an untrained model, which must have a
+    user representation."""
     data = create_dataset(config)
+    check_against_data(config, n_items=data.item_num - 1)
     train_data, valid_data, test_data = data_preparation(config, data)
     labels = load_attributes(config, data)
-    model, checkpoint_path = _model(config, train_data, valid_data, ckpt, checkpoint)
-    ctx = RunContext(config, data, train_data, valid_data, test_data, model, labels, out)
-    return ctx, checkpoint_path
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    user_side(model)  # raises for a model without one (Pop, ItemKNN…), naming those supported
+    return RunContext(config, data, train_data, valid_data, test_data, model, labels, out)
+
+
+def _load_or_train(ctx: RunContext, ckpt: dict | None, path: str | None) -> str:
+    """Load the checkpoint's weights into ``ctx.model``, or train it now (best validation epoch
+    kept); return the path of the model's checkpoint."""
+    config, model = ctx.config, ctx.model
+    if ckpt is None:
+        return fit_model(config, model, ctx.train_data, ctx.valid_data).saved_model_file
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise compat.CheckpointError(
+            f"checkpoint {path} does not fit dataset '{config['dataset']}' as loaded here: {first}"
+        ) from None
+    model.load_other_parameter(ckpt.get("other_parameter"))
+    return str(path)
+
+
+def _discard_log(handler: logging.Handler, log: Path, folder: Path | None) -> None:
+    """Remove the run's log (and ``folder``, created by the run, if that leaves it empty)."""
+    logging.getLogger().removeHandler(handler)
+    handler.close()
+    log.unlink(missing_ok=True)
+    if folder is not None and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 def _audit_settings(config: Config) -> AuditSettings:
@@ -169,13 +217,13 @@ def _defend(
     record.seconds["unlearn"] = time.perf_counter() - tic
     result = outcome.info
     after = outcome.context or ctx
-    stem = ctx.output_dir / (
-        f"{after.config['model']}-{after.config['dataset']}-{ctx.config['unlearn']}"
+    checkpoint, weights = report.unlearned_names(
+        ctx.config["model"], ctx.config["dataset"], ctx.config["unlearn"]
     )
     result["checkpoint"] = report.save_recbole_checkpoint(
-        stem.with_suffix(".pth"), after.config, outcome.model
+        ctx.output_dir / checkpoint, after.config, outcome.model
     )
-    result["weights"] = report.save_weights(Path(f"{stem}-weights.pt"), after.config, outcome.model)
+    result["weights"] = report.save_weights(ctx.output_dir / weights, after.config, outcome.model)
     tic = time.perf_counter()
     stage, reps = audit_model(after, outcome.model, settings, progress)
     record.stages["unlearned"] = {**stage, "audit": record.audited_with}
@@ -202,14 +250,30 @@ def _align(reps: np.ndarray, tokens: np.ndarray, target: np.ndarray) -> np.ndarr
     return out
 
 
-def _prepare_output_dir(output_dir: str | None, model: str, dataset: str, method: str) -> Path:
-    if output_dir is None:
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        output_dir = f"saved/attrcloak/{model}-{dataset}-{method}-{stamp}"
+def _default_output_dir(model: str, dataset: str, method: str) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return f"saved/attrcloak/{model}-{dataset}-{method}-{stamp}"
+
+
+def prepare_output_dir(output_dir: str | Path, names: Sequence[str]) -> Path:
+    """Create ``output_dir`` and make sure a file can be written there, and that none of
+    ``names`` (what the run will write) exists yet: an earlier run's outputs are never
+    replaced. Raises ``FileExistsError`` or ``OutputError`` (one line) before any work."""
     out = Path(output_dir)
-    if (out / "report.json").exists():
-        raise FileExistsError(f"{out} already holds a report; choose another --output_dir")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--output_dir {out} is a file, not a folder")
+    earlier = [name for name in names if (out / name).exists()]
+    if earlier:
+        raise FileExistsError(
+            f"{out} already holds {', '.join(earlier)} of an earlier run; "
+            "choose another --output_dir"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OutputError(f"cannot write to --output_dir {out}: {exc.strerror or exc}") from None
     return out
 
 
@@ -238,22 +302,6 @@ def _load_config(
         config[key] = value
     check_config(config)
     return config, ckpt
-
-
-def _model(config: Config, train_data, valid_data, ckpt: dict | None, path: str | None):
-    """The checkpoint's model, or one trained now (best validation epoch kept) and its path."""
-    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
-    if ckpt is None:
-        return model, fit_model(config, model, train_data, valid_data).saved_model_file
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise compat.CheckpointError(
-            f"checkpoint {path} does not fit dataset '{config['dataset']}' as loaded here: {first}"
-        ) from None
-    model.load_other_parameter(ckpt.get("other_parameter"))
-    return model, str(path)
 
 
 def audit_model(

@@ -155,6 +155,7 @@ def user_side(model: nn.Module) -> UserSide:
     if isinstance(table, nn.Embedding) and table.num_embeddings == getattr(model, "n_users", -1):
         return UserSide(("user_embedding.",))
     raise ValueError(
-        f"no user representation known for model '{name}': register it with "
-        f"recbole_attrcloak.registry.register_user_side('{name}', params=[...], representation=...)"
+        f"model {name} has no user representation to audit or unlearn; supported: "
+        f"{', '.join(sorted(USER_SIDE))} and models whose user_embedding has one row per user "
+        f"(others: recbole_attrcloak.registry.register_user_side('{name}', params=[...]))"
     )

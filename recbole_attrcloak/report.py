@@ -4,17 +4,38 @@ atomically (``files.atomic_path``)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from recbole_attrcloak.audit.core import dropped_line
 from recbole_attrcloak.backbone import clear_cached_representations
 from recbole_attrcloak.files import atomic_path, write_text
 
 UTILITY_KEYS = ("ndcg@5", "ndcg@10", "hit@5", "hit@10")
+#: The files of a run in its output folder (besides RecBole's timestamped training checkpoint).
+REPORT, MARKDOWN, LOG, EMBEDDINGS = "report.json", "report.md", "recbole.log", "embeddings.npz"
+
+
+def unlearned_names(model: str, dataset: str, method: str) -> tuple[str, str]:
+    """The file names of the protected model: its RecBole checkpoint and its weights-only
+    export, named after the run (the model it was made from, its dataset, the method)."""
+    stem = f"{model}-{dataset}-{method}"
+    return f"{stem}.pth", f"{stem}-weights.pt"
+
+
+def output_names(
+    model: str, dataset: str, method: str, embeddings: bool, folders: Sequence[str] = ()
+) -> list[str]:
+    """Every file (and the defence's ``folders``) a run writes into its output folder, so that
+    a run can refuse to start where an earlier one left any of them."""
+    names = [REPORT, MARKDOWN, LOG, *([EMBEDDINGS] if embeddings else [])]
+    if method != "none":
+        names += [*unlearned_names(model, dataset, method), *folders]
+    return names
 
 
 def _finite_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -39,7 +60,7 @@ def save_recbole_checkpoint(path: Path, config, model: torch.nn.Module) -> str:
         "state_dict": _finite_state(model),
         "other_parameter": model.other_parameter(),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=False) as tmp:
         torch.save(checkpoint, tmp)
     return str(path)
 
@@ -53,14 +74,14 @@ def save_weights(path: Path, config, model: torch.nn.Module) -> str:
         "dataset": str(config["dataset"]),
         "state_dict": _finite_state(model),
     }
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=False) as tmp:
         torch.save(payload, tmp)
     return str(path)
 
 
 def save_embeddings(path: Path, tokens: np.ndarray, stages: Mapping[str, np.ndarray]) -> str:
     """``user_tokens`` plus one (n_users, d) array per stage."""
-    with atomic_path(path) as tmp:
+    with atomic_path(path, replace=False) as tmp:
         with open(tmp, "wb") as handle:
             np.savez_compressed(handle, user_tokens=tokens, **stages)
     return str(path)
@@ -126,8 +147,9 @@ def build(
 
 def write(out: Path, content: Mapping[str, Any]) -> None:
     """report.json and report.md in ``out``."""
-    write_text(out / "report.json", json.dumps(content, indent=2, default=_json_default) + "\n")
-    write_text(out / "report.md", markdown(content))
+    text = json.dumps(content, indent=2, default=_json_default) + "\n"
+    write_text(out / MARKDOWN, markdown(content), replace=False)
+    write_text(out / REPORT, text, replace=False)  # last: a report.json means a finished run
 
 
 def _json_default(value: Any) -> Any:
@@ -189,6 +211,13 @@ def markdown(content: Mapping[str, Any]) -> str:
                     f"{attacker} | {_fmt(shadow, tests.get('shadow', {}).get(attacker))} | "
                     f"{_fmt(kfold, tests.get('kfold', {}).get(attacker))} | {verdict} |"
                 )
+    dropped = [
+        f"- {name}: {line}"
+        for name, stage in content["stages"].items()
+        for attr, res in stage["privacy"].items()
+        if (line := dropped_line(attr, res))
+    ]
+    lines += ["", *dropped] if dropped else []
     lines += _unlearning_lines(content.get("unlearning", {}))
     lines += ["", "## Embedding spectrum", "", "| stage | effective rank | log10 condition |"]
     lines.append("|---|---|---|")

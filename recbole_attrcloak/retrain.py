@@ -29,21 +29,19 @@ from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.data.attributes import load_attributes
 from recbole_attrcloak.data.obfuscation import (
     blurme_additions,
-    check_blurme_p,
-    check_epsilon,
     flip_probability,
     indicative_weights,
     randomized_response,
     user_item_lists,
     with_profiles,
 )
+from recbole_attrcloak.keys import BlurMeStrategy, check_values, with_prefix
 from recbole_attrcloak.model.rap import RAPBPR, check_rap_config
 from recbole_attrcloak.registry import get_model
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
-BLURME_STRATEGIES = ("greedy", "sampled")
 
 # The derived files hold already processed interactions: filtering and normalising them again
 # would change them (and RecBole's filtering would break the benchmark file sizes).
@@ -154,15 +152,8 @@ def _fill(ctx: RunContext, train: pd.DataFrame) -> dict[str, str]:
 
 
 def check_blurme_config(config) -> None:
-    """Validate the BlurMe keys; raise ``ValueError`` with a one-line message."""
-    check_blurme_p(config["blurme_p"])
-    if config["blurme_c"] is None or float(config["blurme_c"]) <= 0:
-        raise ValueError(f"blurme_c must be > 0, got {config['blurme_c']!r}")
-    if config["blurme_strategy"] not in BLURME_STRATEGIES:
-        raise ValueError(
-            f"blurme_strategy must be one of {list(BLURME_STRATEGIES)}, "
-            f"got {config['blurme_strategy']!r}"
-        )
+    """Check the BlurMe keys (``keys.KEYS``); raise ``ValueError`` with a one-line message."""
+    check_values(config, with_prefix("blurme_"))
 
 
 def run_blurme(ctx: RunContext) -> DefenceResult:
@@ -171,7 +162,7 @@ def run_blurme(ctx: RunContext) -> DefenceResult:
     config = ctx.config
     check_blurme_config(config)
     started = time.perf_counter()
-    p, strategy = float(config["blurme_p"]), config["blurme_strategy"]
+    p, strategy = float(config["blurme_p"]), BlurMeStrategy(config["blurme_strategy"])
     train = split_frames(ctx)["train"]
     profiles = _profiles(ctx, train)
     codes = {name: lab.codes for name, lab in ctx.attributes.items()}
@@ -179,7 +170,7 @@ def run_blurme(ctx: RunContext) -> DefenceResult:
         name: indicative_weights(profiles, code, ctx.dataset.item_num, float(config["blurme_c"]))
         for name, code in codes.items()
     }
-    rng = np.random.default_rng(int(config["seed"])) if strategy == "sampled" else None
+    rng = np.random.default_rng(int(config["seed"])) if strategy == BlurMeStrategy.SAMPLED else None
     users, items = blurme_additions(profiles, codes, weights, p, rng)
     for user, item in zip(users, items, strict=True):
         profiles[user] = np.append(profiles[user], item)
@@ -190,7 +181,7 @@ def run_blurme(ctx: RunContext) -> DefenceResult:
     info = {
         "p": p,
         "c": float(config["blurme_c"]),
-        "strategy": strategy,
+        "strategy": strategy.value,
         "driving_attributes": list(codes),
         "indicative_items": {n: [int((w > 0).sum()) for w in ws] for n, ws in weights.items()},
         "added_interactions": len(items),
@@ -204,9 +195,9 @@ def run_blurme(ctx: RunContext) -> DefenceResult:
 def run_ldp(ctx: RunContext) -> DefenceResult:
     """``--unlearn ldp``: randomised response on every user's training item vector, then
     retrain."""
+    check_values(ctx.config, with_prefix("ldp_"))
     started = time.perf_counter()
     epsilon = float(ctx.config["ldp_epsilon"])
-    check_epsilon(epsilon)
     train = split_frames(ctx)["train"]
     profiles = _profiles(ctx, train)
     rng = np.random.default_rng(int(ctx.config["seed"]))

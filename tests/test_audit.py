@@ -69,6 +69,8 @@ def test_report_has_the_documented_shape(zoo):
         "n_missing",
         "classes",
         "dropped_classes",
+        "n_dropped",
+        "min_class_size",
         *ZOO.attackers,
         "kfold",
         "significance",
@@ -229,7 +231,7 @@ def test_tiny_classes_are_dropped_and_reported(data):
 
     settings = replace(CHEAP, n_permutations=0)
     entry = audit_representations(X, {"occupation": attribute}, settings)["occupation"]
-    assert entry["dropped_classes"] == {"tiny": 3}
+    assert entry["dropped_classes"] == {"tiny": 3} and entry["n_dropped"] == 3
     assert entry["classes"] == ["a", "b"] and entry["chance"] == 0.5
     assert (entry["n_users"], entry["n_missing"]) == (395, 2)
 

@@ -87,6 +87,8 @@ def write_npz(path: Path, **arrays) -> Path:
         ("shape_mismatch", "stage 'original' has shape (3, 8)"),
         ("unknown_stage", "no stage 'final' (stages: original, unlearned)"),
         ("not_an_npz", "not a readable .npz"),
+        ("duplicate_tokens", "duplicate user_tokens, e.g. 'u1' (1 in all): each user must have"),
+        ("existing_output", "already exists; choose another file"),
     ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_code_2(exported, tmp_path, capsys, case, message):
@@ -108,6 +110,12 @@ def test_bad_input_is_one_line_on_stderr_and_exit_code_2(exported, tmp_path, cap
     elif case == "not_an_npz":
         (tmp_path / "bad.npz").write_text("not a zip")
         args[0] = str(tmp_path / "bad.npz")
+    elif case == "duplicate_tokens":
+        tokens = ["u0", "u1", "u2", "u1"]
+        args[0] = str(write_npz(tmp_path / "bad.npz", user_tokens=tokens, x=np.zeros((4, 2))))
+    elif case == "existing_output":
+        (tmp_path / "mine.json").write_text("mine")
+        args += ["--output", str(tmp_path / "mine.json")]
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2
@@ -145,3 +153,45 @@ def test_usage_errors_are_one_line_too(capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "required: --user_file, --attributes" in error
+
+
+def test_an_existing_output_is_refused_before_auditing(exported, tmp_path, capsys, monkeypatch):
+    npz, user_file = exported
+    (tmp_path / "mine.json").write_text("mine")
+
+    def audit(*_, **__):
+        raise AssertionError("audited although the output exists")
+
+    monkeypatch.setattr("recbole_attrcloak.audit.__main__.audit_representations", audit)
+    args = [str(npz), "--user_file", str(user_file), "--attributes", "gender"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--output", str(tmp_path / "mine.json")])
+    assert exit_info.value.code == 2 and (tmp_path / "mine.json").read_text() == "mine"
+
+
+def test_classes_left_out_of_the_audit_are_counted_and_printed(exported, tmp_path, capsys):
+    npz, user_file = exported
+    rows = user_file.read_text().splitlines()
+    rows[1] = rows[1].split("\t")[0] + "\t70\tX"  # u0: the only user of gender X
+    user_file.write_text("\n".join(rows) + "\n")
+    output = tmp_path / "audit.json"
+    args = [str(npz), "--user_file", str(user_file), "--attributes", "gender", "--audit", "quick"]
+    assert main([*args, "--stage", "original", "--output", str(output)]) == 0
+    entry = json.loads(output.read_text())["stages"]["original"]["gender"]
+    assert entry["dropped_classes"] == {"X": 1} and entry["n_dropped"] == 1
+    assert "original: gender: 1 users left out of the audit" in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(exported, capsys, monkeypatch):
+    npz, user_file = exported
+
+    def audit(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recbole_attrcloak.audit.__main__.audit_representations", audit)
+    try:
+        code = main([str(npz), "--user_file", str(user_file), "--attributes", "gender"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C escaped the command line (a traceback, exit code 1)")
+    assert code == 130
+    assert capsys.readouterr().err == "interrupted: stopped before writing a report\n"

@@ -42,15 +42,16 @@ def _toy(root: Path) -> list[str]:
 
 def test_quick_modes_write_tables(toy_root: Path, tmp_path: Path) -> None:
     run, results = tmp_path / "pt", tmp_path / "pt-results"
-    # du_steps=0 makes U2U-R stop with an error after the original's audit: one failed job
+    # a top-n beyond the toy data's 80 items passes the settings' checks (the data is not read
+    # then) and stops U2U-R when its trial loads the data: one failed job, the others run
     args = [*_toy(toy_root), "--datasets", "toy", "--methods", "original,attrcloak-df,u2u"]
-    args += ["--set", "embedding_size=16", "--set", "du_steps=0"]
+    args += ["--set", "embedding_size=16", "--set", "du_topn=500"]
     _run("paper_tables.py", *args, "--out", str(run), "--results", str(results))
 
     jobs = pd.read_csv(results / "jobs.csv").set_index("method")
     assert jobs["status"].to_dict() == {"original": "ok", "attrcloak-df": "ok", "u2u": "failed"}
-    assert "du_steps" in jobs.loc["u2u", "error"]
-    assert "du_steps" in (Path(jobs.loc["u2u", "folder"]) / "error.json").read_text()
+    assert "du_topn must be at most the number of items" in jobs.loc["u2u", "error"]
+    assert "du_topn" in (Path(jobs.loc["u2u", "folder"]) / "error.json").read_text()
     # one model trained (a training group), both defences run on its checkpoint, through Tune
     assert len(list((run / "work" / "train").iterdir())) == 1
     assert len(list((run / "work" / "trials").iterdir())) == 2

@@ -147,7 +147,7 @@ def test_dd_mode_runs_and_keeps_items(original_run, toy_root, tmp_path):
 def test_existing_report_is_not_overwritten(original_run, toy_root):
     report, out = original_run
     before = (out / "report.json").read_bytes()
-    with pytest.raises(FileExistsError, match="already holds a report"):
+    with pytest.raises(FileExistsError, match="already holds report.json"):
         run("BPR", "toy", config_dict=toy_config(toy_root), output_dir=str(out))
     assert (out / "report.json").read_bytes() == before
 

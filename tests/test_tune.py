@@ -171,7 +171,10 @@ def _toy_spec(root: Path) -> dict:
         "search": [
             {"au_solver": "normalized"},
             {"au_solver": "normalized", "audit_seed": 8},  # same model, its own original audit
-            {"au_solver": "fixed", "au_alpha": {"grid": [0.5, 2.0]}},  # 2.0 is invalid
+            # the spec's settings are checked before the sweep starts; a top-k beyond the
+            # toy data's 80 items is found when a trial loads the data: dd fails, df ignores it
+            {"au_solver": "fixed", "au_alpha": 0.5, "au_dd_topk": 500}
+            | {"au_mode": {"grid": ["df", "dd"]}},
         ],
         "resources_per_trial": {"cpu": 1},
         "max_concurrent_trials": 1,  # one worker process, reused: fewer imports
@@ -192,7 +195,7 @@ def test_outputs_and_failed_trial(sweep):
     table = pd.read_csv(out / "trials.csv")
     assert len(table) == 4 and sorted(table["status"]) == ["failed", "ok", "ok", "ok"]
     failed = table[table["status"] == "failed"].iloc[0]
-    assert failed["au_alpha"] == 2.0 and "au_alpha in [0, 1]" in failed["error"]
+    assert failed["au_mode"] == "dd" and "au_dd_topk must be below" in failed["error"]
     ok = table[table["status"] == "ok"]
     for column in ("valid_retention", "privacy_gap", "gender_xgboost", "test_ndcg@10"):
         assert ok[column].notna().all(), column

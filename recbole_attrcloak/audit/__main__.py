@@ -22,7 +22,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from recbole_attrcloak.audit.core import audit_representations
+from recbole_attrcloak.audit.core import audit_representations, dropped_line
 from recbole_attrcloak.audit.settings import AuditPreset, AuditSettings
 from recbole_attrcloak.data.attributes import user_attributes
 from recbole_attrcloak.files import write_text
@@ -66,6 +66,13 @@ def load_stages(path: str, stage: str | None) -> tuple[np.ndarray, dict[str, np.
     if "user_tokens" not in arrays:
         raise ValueError(f"{path}: no 'user_tokens' array (found: {', '.join(arrays) or 'none'})")
     tokens = arrays.pop("user_tokens").astype(str)
+    unique, counts = np.unique(tokens, return_counts=True)
+    if (counts > 1).any():
+        twice = unique[counts > 1]
+        raise ValueError(
+            f"{path}: duplicate user_tokens, e.g. {str(twice[0])!r} ({len(twice)} in all): "
+            "each user must have one row"
+        )
     if stage is not None:
         if stage not in arrays:
             raise ValueError(f"{path}: no stage {stage!r} (stages: {', '.join(arrays) or 'none'})")
@@ -120,16 +127,30 @@ def markdown(reports: dict[str, dict], settings: AuditSettings) -> str:
                 f"{best['balanced_accuracy']:.3f} | {best['gap_to_chance']:+.3f} | {p_value} | "
                 f"{best['verdict']} |"
             )
-    return "\n".join(lines)
+    dropped = [
+        f"- {stage}: {line}"
+        for stage, report in reports.items()
+        for attribute, entry in report.items()
+        if (line := dropped_line(attribute, entry))
+    ]
+    return "\n".join(lines + (["", *dropped] if dropped else []))
 
 
 def write_json(path: str, payload: dict) -> None:
-    """Write ``payload`` atomically (``files.atomic_path``)."""
-    write_text(path, json.dumps(payload, indent=2))
+    """Write ``payload`` atomically (``files.atomic_path``), never over an existing file."""
+    write_text(path, json.dumps(payload, indent=2), replace=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit code (2 on bad input)."""
+    """Command-line entry point; returns the exit code (2 on bad input, 130 on Ctrl-C)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("interrupted: stopped before writing a report", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     names = [name.strip() for name in args.attributes.split(",") if name.strip()]
@@ -137,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not names:
             raise ValueError("--attributes names no column")
+        if args.output and os.path.lexists(args.output):
+            raise FileExistsError(f"--output {args.output} already exists; choose another file")
         tokens, stages = load_stages(args.embeddings, args.stage)
         attributes = user_attributes(args.user_file, names, tokens)
         reports = {

@@ -63,6 +63,20 @@ def audit_representations(
         return {name: runner.audit(name, X[prep.users], prep) for name, prep in prepared.items()}
 
 
+def dropped_line(attribute: str, entry: Mapping) -> str | None:
+    """One line naming the classes left out of an attribute's audit (fewer users than every
+    split needs) and their users, or None when every class was audited."""
+    dropped = entry.get("dropped_classes") or {}
+    if not dropped:
+        return None
+    classes = ", ".join(f"'{c}' ({n} user{'s' * (n != 1)})" for c, n in dropped.items())
+    n_dropped, size = entry.get("n_dropped", sum(dropped.values())), entry.get("min_class_size")
+    return (
+        f"{attribute}: {n_dropped} users left out of the audit with their classes of fewer "
+        f"than {size} users: {classes}"
+    )
+
+
 class _Runner:
     """Audits one attribute at a time, fanning the fits out to the shared joblib pool."""
 
@@ -119,6 +133,8 @@ class _Runner:
             "n_missing": prep.n_missing,
             "classes": list(prep.classes),
             "dropped_classes": prep.dropped_classes,
+            "n_dropped": sum(prep.dropped_classes.values()),
+            "min_class_size": prep.min_size,
         }
         if "shadow" in s.protocols:
             entry.update({a: metrics["shadow", a] for a in s.attackers})

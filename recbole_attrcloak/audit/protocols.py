@@ -35,6 +35,7 @@ class PreparedAttribute:
     classes: tuple[str, ...]
     dropped_classes: dict[str, int]  # class name -> users dropped with it
     n_missing: int
+    min_size: int  # the fewest users a class needed to be kept
 
 
 def min_class_size(protocol: str, *, shadow_fraction: float, n_folds: int) -> int:
@@ -74,6 +75,7 @@ def prepare_attribute(labels: AttributeLabels, min_size: int) -> PreparedAttribu
         classes=tuple(labels.classes[c] for c in kept),
         dropped_classes={name: n for name, n in dropped.items() if n > 0},
         n_missing=labels.n_missing,
+        min_size=min_size,
     )
 
 

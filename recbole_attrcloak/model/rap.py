@@ -21,16 +21,13 @@ from recbole.trainer import Trainer
 from torch import Tensor, nn
 
 from recbole_attrcloak.data.attributes import load_attributes
+from recbole_attrcloak.keys import check_values, with_prefix
 
 
 def check_rap_config(config) -> None:
-    """Validate the RAP keys; raise ``ValueError`` with a one-line message."""
-    weight = config["rap_lambda"]
-    if weight is None or float(weight) < 0:
-        raise ValueError(f"rap_lambda must be >= 0, got {weight!r}")
-    hidden = config["rap_hidden_size"]
-    if hidden is None or int(hidden) < 1:
-        raise ValueError(f"rap_hidden_size must be a positive integer, got {hidden!r}")
+    """Check the RAP keys (``keys.KEYS``) and that the backbone has an ``embedding_size``; raise
+    ``ValueError`` with a one-line message."""
+    check_values(config, with_prefix("rap_"))
     if config["embedding_size"] is None:
         raise ValueError("RAPBPR needs embedding_size (BPR's default is 64)")
 

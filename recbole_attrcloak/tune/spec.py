@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from recbole_attrcloak.config import PROPERTIES
+from recbole_attrcloak.config import PROPERTIES, property_files, read_config_file
+from recbole_attrcloak.defences import check_backbone, check_method
+from recbole_attrcloak.keys import PREFIXES, check_names, check_values
 
 #: Search entries: ``{grid: [...]}`` multiplies the trials, the others are drawn per sample.
 DISTRIBUTIONS = ("grid", "choice", "uniform", "loguniform", "randint")
@@ -205,7 +207,27 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Mapping[str, An
             trial = _trial(config, files_hash)
             seen.setdefault(trial.trial_id, trial)
     spec.trials = list(seen.values())
+    check_trials(spec)
     return spec
+
+
+def check_trials(spec: Spec) -> None:
+    """Every trial's keys of ours as the run will check them (``keys.KEYS``, over our defaults
+    and the spec's config files), before anything starts: a typo or a bad value in a spec is a
+    ``SpecError``, not a sweep of failed or silently default trials."""
+    defaults: dict[str, dict[str, Any]] = {}  # by model
+    for trial in spec.trials:
+        try:
+            if trial.model not in defaults:
+                defaults[trial.model] = {}
+                for path in [*property_files(trial.model), *spec.config_files]:
+                    defaults[trial.model].update(read_config_file(path))
+            settings = defaults[trial.model] | trial.config
+            check_names([k for k in trial.config if k.startswith(PREFIXES)])
+            check_values(settings)
+            check_backbone(check_method(settings.get("unlearn", "none")), trial.model)
+        except ValueError as exc:
+            raise SpecError(f"{exc} (trial {trial.model} on {trial.dataset})") from None
 
 
 def _as_list(value: Any) -> list:

@@ -196,7 +196,12 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         "stop_reason": outcome.stop_reason.value,
         "final_l_au": outcome.final,
         "terms": [term.as_dict() for term in outcome.terms],
-        "dropped_classes": {k: list(v) for k, v in objective.dropped_classes.items()},
+        "dropped_classes": {  # left out of L_AU: fewer than au_min_class_size users
+            name: {
+                lab.classes[c]: int(lab.counts[c]) for c in objective.dropped_classes.get(name, ())
+            }
+            for name, lab in ctx.attributes.items()
+        },
         "trace": outcome.trace,
     }
     return DefenceResult(model, info)

@@ -18,7 +18,6 @@ import copy
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -28,6 +27,7 @@ from recbole.data.interaction import Interaction
 from torch import Tensor, nn
 
 from recbole_attrcloak.context import DefenceResult, RunContext
+from recbole_attrcloak.keys import Regularizer, check_values, with_prefix
 from recbole_attrcloak.losses import d2d_loss, u2u_loss
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.base import (
@@ -51,13 +51,6 @@ class DistanceMethod:
     term: Callable[[Tensor, Tensor, int], Tensor]
 
 
-class Regularizer(StrEnum):
-    """``du_regularizer``: what keeps the recommendations."""
-
-    RANKING = "ranking"
-    L2 = "l2"
-
-
 METHODS: dict[str, DistanceMethod] = {
     m.name: m
     for m in (
@@ -67,24 +60,11 @@ METHODS: dict[str, DistanceMethod] = {
         DistanceMethod("d2d", "D2D-R", "d2d_lambda", lambda reps, lab, pairs: d2d_loss(reps, lab)),
     )
 }
-REGULARIZERS = tuple(r.value for r in Regularizer)
 
 
 def check_distance_config(config, method: DistanceMethod) -> None:
-    """Validate the U2U-R/D2D-R keys; raise ``ValueError`` with a one-line message."""
-    weight = config[method.weight_key]
-    if weight is None or float(weight) < 0:
-        raise ValueError(f"{method.weight_key} must be >= 0, got {weight!r}")
-    if config["du_regularizer"] not in REGULARIZERS:
-        raise ValueError(
-            f"du_regularizer must be one of {list(REGULARIZERS)}, got {config['du_regularizer']!r}"
-        )
-    if int(config["du_steps"]) < 1:
-        raise ValueError(f"du_steps must be a positive integer, got {config['du_steps']!r}")
-    if int(config["du_topn"]) < 2:
-        raise ValueError(f"du_topn must be >= 2, got {config['du_topn']!r}")
-    if float(config["du_learning_rate"]) <= 0:
-        raise ValueError(f"du_learning_rate must be > 0, got {config['du_learning_rate']!r}")
+    """Check the U2U-R/D2D-R keys (``keys.KEYS``); raise ``ValueError`` with a one-line message."""
+    check_values(config, [method.weight_key, *with_prefix("du_")])
 
 
 def cross_class_pairs(codes: np.ndarray) -> int:
