@@ -116,3 +116,74 @@ def test_gradient_matches_finite_differences():
         return torch.stack(excesses).square().sum()
 
     torch.autograd.gradcheck(loss, (x.clone().requires_grad_(),), eps=1e-6, atol=1e-4)
+
+
+# --- the engine with each objective on planted leakage a Gaussian model cannot see ----------
+
+
+def _au_settings(**overrides) -> dict:
+    import yaml
+
+    from recbole_attrcloak.config import PROPERTIES
+
+    defaults = yaml.safe_load((PROPERTIES / "overall.yaml").read_text())
+    return {**{k: v for k, v in defaults.items() if k.startswith("au_")}, **overrides}
+
+
+def _kurtosis_leak(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class 0 on a circle of radius 2 in two coordinates, class 1 Gaussian with the same mean
+    and covariance there (E r² = 4): the classes differ only beyond the second moment."""
+    g = torch.Generator().manual_seed(seed)
+    y = (torch.rand(n, generator=g) < 0.5).long()
+    x = torch.randn(n, 3, generator=g)
+    angle = torch.rand(n, generator=g) * 2 * math.pi
+    ring = 2.0 * torch.stack([torch.cos(angle), torch.sin(angle)], 1)
+    x[:, :2] = torch.where(y[:, None] == 0, ring, x[:, :2] * math.sqrt(2))
+    return x, y
+
+
+def _attack(x: torch.Tensor, y: torch.Tensor, attacker: str) -> float:
+    """5-fold balanced accuracy of a scikit-learn attacker on standardised inputs."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = {"knn": KNeighborsClassifier(15), "logreg": LogisticRegression(C=0.05)}[attacker]
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    pred = cross_val_predict(make_pipeline(StandardScaler(), model), x.numpy(), y.numpy(), cv=folds)
+    return float(balanced_accuracy_score(y.numpy(), pred))
+
+
+def _unlearn(x: torch.Tensor, labels: dict, **settings) -> tuple[torch.Tensor, object]:
+    from recbole_attrcloak.engine import AttrCloakSettings, build_objective, table_unlearner
+
+    s = _au_settings(au_mode="df", **settings)
+    table = x.clone().requires_grad_(True)
+    outcome = table_unlearner(
+        table, build_objective(labels, s, 0), AttrCloakSettings.from_settings(s)
+    ).run()
+    return table.detach(), outcome
+
+
+def test_the_default_removes_leakage_beyond_two_moments_that_the_gaussian_bound_leaves():
+    x, y = _kurtosis_leak()
+    assert _attack(x, y, "knn") > 0.65  # planted: a kNN attacker reads it
+    assert _attack(x, y, "logreg") < 0.56  # ... a linear one does not (equal means)
+    gaussian, _ = _unlearn(x, {"a": y}, au_objective="gaussian")
+    assert _attack(gaussian, y, "knn") > 0.62  # the Gaussian bound sees nothing to remove
+    relabel, outcome = _unlearn(x, {"a": y}, au_max_steps=300)
+    assert outcome.stop_reason == "target_reached"
+    assert abs(_attack(relabel, y, "knn") - 0.5) < 0.06
+
+
+def test_no_overshoot_below_chance_on_noise():
+    x = _noise(600, 8).float()
+    y = torch.randint(0, 2, (600,), generator=torch.Generator().manual_seed(3))
+    after, outcome = _unlearn(x, {"a": y})
+    assert outcome.stop_reason == "target_reached"
+    moved = float((after - x).norm() / x.norm())
+    assert moved < 0.02  # nothing to remove: the state barely moves ...
+    assert _attack(after, y, "logreg") > 0.45  # ... and no attacker is pushed below chance

@@ -10,6 +10,7 @@ scikit-learn import), callable on its own as in ``benchmarks/scale.py``.
 The RecBole adapter (``unlearning.attrcloak``) builds these from the config and a model.
 """
 
+from recbole_attrcloak.engine.build import OBJECTIVES, build_objective, table_unlearner
 from recbole_attrcloak.engine.optim import OPTIMIZERS, build_optimizer, param_groups
 from recbole_attrcloak.engine.retention import (
     DistanceRetention,
@@ -30,6 +31,7 @@ from recbole_attrcloak.engine.settings import (
 from recbole_attrcloak.engine.unlearner import Outcome, StopReason, Unlearner
 
 __all__ = [
+    "OBJECTIVES",
     "OPTIMIZERS",
     "AttrCloakSettings",
     "DDRetention",
@@ -45,7 +47,9 @@ __all__ = [
     "StopRule",
     "TrainLossRetention",
     "Unlearner",
+    "build_objective",
     "build_optimizer",
     "param_groups",
     "sample_outside",
+    "table_unlearner",
 ]

@@ -1,11 +1,11 @@
 """AttrCloak (Algorithm 1) on a RecBole model: the thin adapter over ``recbole_attrcloak.engine``.
 
 It parses the ``au_*`` keys once (``AttrCloakSettings``), builds the leakage objective of
-``au_objective`` (``OBJECTIVES``), the retention strategy of the mode, and RecBole's optimiser
-over the user-side parameters (``Trainer._build_optimizer``, so learner names mean what they mean
-in RecBole), then runs the engine. What only RecBole knows comes in as plain callables: the
-user representation (``registry.UserSide``), pair scores (``model.predict``) and the training
-loss (``model.calculate_loss``).
+``au_objective`` (``engine.build_objective``), the retention strategy of the mode, and
+RecBole's optimiser over the user-side parameters (``Trainer._build_optimizer``, so learner
+names mean what they mean in RecBole), then runs the engine. What only RecBole knows comes in
+as plain callables: the user representation (``registry.UserSide``), pair scores
+(``model.predict``) and the training loss (``model.calculate_loss``).
 
 DF: L_R = Σ_u ‖e_u − e_u⁰‖² to the original representations (Eq. 21); no interaction is read.
 DD, ``au_dd_retention: ranking`` (default): every user's original ranking of the items it has not
@@ -28,21 +28,15 @@ from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.engine import (
     AttrCloakSettings,
     DistanceRetention,
-    Objective,
     RankingRetention,
     Retention,
     RetentionKind,
     TrainLossRetention,
     Unlearner,
+    build_objective,
     param_groups,
 )
-from recbole_attrcloak.losses import (
-    Covariance,
-    GaussianMIBound,
-    LeakageObjective,
-    RelabelingNull,
-    Target,
-)
+from recbole_attrcloak.losses import LeakageObjective
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.base import (
     only_user_side,
@@ -115,32 +109,6 @@ RETENTIONS: dict[RetentionKind, Callable[..., Retention]] = {
 }
 
 
-def _paper_bound(labels, config, seed: int) -> GaussianMIBound:
-    """The paper as printed: Eq. 14 covariances with a constant ridge, L_AU pushed towards 0."""
-    settings = {key: config[key] for key in _GAUSSIAN_KEYS}
-    settings |= {"au_covariance": Covariance.PAPER, "au_target": Target.ZERO, "au_ridge": 1e-4}
-    return GaussianMIBound.from_settings(labels, settings, seed)
-
-
-_GAUSSIAN_KEYS = (
-    "au_covariance",
-    "au_shrinkage",
-    "au_ridge",
-    "au_target",
-    "au_permutations",
-    "au_target_ratio",
-    "au_target_tol",
-    "au_min_class_size",
-)
-
-#: How each ``au_objective`` is built from the attribute codes, the config and the seed.
-OBJECTIVES: dict[Objective, Callable[..., LeakageObjective]] = {
-    Objective.RELABEL: RelabelingNull.from_settings,
-    Objective.GAUSSIAN: GaussianMIBound.from_settings,
-    Objective.PAPER: _paper_bound,
-}
-
-
 def build_unlearner(
     config,
     settings: AttrCloakSettings,
@@ -183,7 +151,7 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
         for name, lab in ctx.attributes.items()
     }
-    objective = OBJECTIVES[settings.objective](labels, config, int(config["seed"]))
+    objective = build_objective(labels, config, int(config["seed"]))
     with only_user_side(model) as side:
         unlearner = build_unlearner(config, settings, model, side, objective, ctx.train_data)
         outcome = unlearner.run(progress=bool(config["show_progress"]))
