@@ -20,6 +20,7 @@ from recbole_attrcloak.engine import (
     StopRule,
     TrainLossRetention,
     Unlearner,
+    build_objective,
     build_optimizer,
     param_groups,
 )
@@ -246,10 +247,14 @@ def trained(toy_root, tmp_path_factory):
     return toy_context(toy_root, tmp_path_factory.mktemp("engine"), epochs=3, au_max_steps=40)
 
 
-@pytest.mark.parametrize("mode", ["df", "dd"])
-def test_adapter_and_engine_follow_the_same_trajectory(trained, mode):
+@pytest.mark.parametrize(
+    ("mode", "objective"),
+    [("df", "relabel"), ("dd", "relabel"), ("df", "gaussian"), ("dd", "gaussian")],
+)
+def test_adapter_and_engine_follow_the_same_trajectory(trained, mode, objective):
     """``--unlearn attrcloak`` on a trained BPR, and the engine built here by hand on a copy of
-    its user table (the same tensors): the same steps, trace and unlearned table."""
+    its user table (the same tensors): the same steps, trace and unlearned table, for the
+    default objective and the Gaussian bound."""
     import copy
     import dataclasses
 
@@ -259,14 +264,14 @@ def test_adapter_and_engine_follow_the_same_trajectory(trained, mode):
     from recbole_attrcloak.unlearning.base import original_top_items
 
     config = copy.deepcopy(trained.config)
-    config["au_mode"] = mode
+    config["au_mode"], config["au_objective"] = mode, objective
     adapter = run_attrcloak(dataclasses.replace(trained, config=config))
 
     model = copy.deepcopy(trained.model)
     table = model.user_embedding.weight
     seed = int(config["seed"])
     labels = {n: torch.as_tensor(lab.codes) for n, lab in trained.attributes.items()}
-    bound = GaussianMIBound.from_settings(labels, config, seed)
+    bound = build_objective(labels, config, seed)
     settings = AttrCloakSettings.from_settings(config)
     original = table.detach()[1:].clone()
     if mode == "df":
@@ -283,9 +288,17 @@ def test_adapter_and_engine_follow_the_same_trajectory(trained, mode):
         excluded = history.scatter(1, top, True)
         retention = RankingRetention(score, top, excluded, original, 1, generator)
     groups = param_groups([table], settings.learning_rate, settings.relative_lr)
-    optimizer = torch.optim.Adam(groups, lr=settings.learning_rate)
+    optimizer = build_optimizer(settings.learner, groups, settings.learning_rate)
     engine = Unlearner(
-        lambda: table, [table], bound, retention, optimizer, settings.stop, solver=settings.solver
+        lambda: table,
+        [table],
+        bound,
+        retention,
+        optimizer,
+        settings.stop,
+        solver=settings.solver,
+        fixed_alpha=settings.fixed_alpha,
+        normalize_step=settings.normalize_step,
     ).run()
 
     info = adapter.info
