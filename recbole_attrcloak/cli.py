@@ -99,6 +99,9 @@ def _run(args: argparse.Namespace, overrides: dict) -> int:
         )
     except (ValueError, OSError, FloatingPointError) as exc:
         return _error(exc)
+    for name, stage in report["stages"].items():
+        utility = ", ".join(f"{k} {v:.4f}" for k, v in stage["utility"].items() if "@10" in k)
+        print(f"{name}: {utility}; {stage.get('verdict', {}).get('verdict', '')}")
     print(f"report: {report['output_dir']}/report.md")
     return 0
 

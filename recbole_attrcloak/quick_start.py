@@ -22,7 +22,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_logger, init_seed
 
 from recbole_attrcloak import compat, report
-from recbole_attrcloak.audit import AuditSettings, audit_representations
+from recbole_attrcloak.audit import AuditSettings, audit_representations, overall_verdict
 from recbole_attrcloak.backbone import evaluate_utility, fit_model, user_representations
 from recbole_attrcloak.config import (
     build_config,
@@ -196,6 +196,9 @@ def _original_stage(
                 f"this run audits with {record.audited_with}"
             )
         record.stages["original"] = copy.deepcopy(dict(reused))
+        record.stages["original"].setdefault(
+            "verdict", overall_verdict(reused["privacy"], settings.alpha)
+        )
         record.embeddings["original"] = user_representations(ctx.model)
         return
     tic = time.perf_counter()
@@ -320,6 +323,7 @@ def audit_model(
         "utility": utility["test"],
         "valid_utility": utility["valid"],
         "privacy": privacy,
+        "verdict": overall_verdict(privacy, settings.alpha),
         "embedding": report.spectrum(reps),
         "seconds": {"utility": seconds_utility, "privacy": time.perf_counter() - tic},
     }

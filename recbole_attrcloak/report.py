@@ -218,6 +218,11 @@ def markdown(content: Mapping[str, Any]) -> str:
         if (line := dropped_line(attr, res))
     ]
     lines += ["", *dropped] if dropped else []
+    lines += ["", "Verdict of each stage over all attributes (two-sided, familywise):", ""]
+    lines += [
+        f"- {name}: {stage.get('verdict', {}).get('verdict', 'not audited')}"
+        for name, stage in content["stages"].items()
+    ]
     lines += _unlearning_lines(content.get("unlearning", {}))
     lines += ["", "## Embedding spectrum", "", "| stage | effective rank | log10 condition |"]
     lines.append("|---|---|---|")

@@ -6,7 +6,14 @@ the report. ``python -m recbole_attrcloak.audit`` audits exported embeddings off
 """
 
 from recbole_attrcloak.audit.attackers import ATTACKERS, make_attacker
-from recbole_attrcloak.audit.core import audit_representations
+from recbole_attrcloak.audit.core import audit_representations, overall_verdict
 from recbole_attrcloak.audit.settings import AuditPreset, AuditSettings
 
-__all__ = ["ATTACKERS", "AuditPreset", "AuditSettings", "audit_representations", "make_attacker"]
+__all__ = [
+    "ATTACKERS",
+    "AuditPreset",
+    "AuditSettings",
+    "audit_representations",
+    "make_attacker",
+    "overall_verdict",
+]

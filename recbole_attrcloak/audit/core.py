@@ -230,3 +230,24 @@ def _strongest(
         "below_chance": [f"{p}/{a}" for p, a in flagged],
         "verdict": verdict,
     }
+
+
+def overall_verdict(privacy: Mapping[str, Mapping], alpha: float = 0.05) -> dict:
+    """One verdict for a whole audit: the smallest two-sided familywise p-value over the
+    attributes, Bonferroni-adjusted for their number (each attribute's test is already
+    familywise over its attackers and protocols), so that embeddings with no information about
+    any attribute are called leaking in at most ``alpha`` of audits."""
+    tested = {
+        name: entry["strongest"]
+        for name, entry in privacy.items()
+        if entry.get("strongest", {}).get("p_value_two_sided") is not None
+    }
+    if not tested:
+        return {"p_two_sided": None, "attribute": None, "verdict": "no permutation test"}
+    name = min(tested, key=lambda a: tested[a]["p_value_two_sided"])
+    p_value = min(1.0, len(tested) * tested[name]["p_value_two_sided"])
+    if p_value > alpha:
+        verdict = f"no leakage detected (familywise p={p_value:.2g} over {len(tested)} attributes)"
+    else:
+        verdict = f"{name}: {tested[name]['verdict']}; familywise p={p_value:.2g} over attributes"
+    return {"p_two_sided": p_value, "attribute": name, "verdict": verdict}
