@@ -46,14 +46,9 @@ import torch
 import yaml
 
 import recbole_attrcloak
-from recbole_attrcloak.engine import (
-    AttrCloakSettings,
-    DistanceRetention,
-    Unlearner,
-    build_optimizer,
-    param_groups,
-)
-from recbole_attrcloak.losses import GaussianMIBound, Target
+from recbole_attrcloak.engine import AttrCloakSettings, DistanceRetention
+from recbole_attrcloak.engine.build import build_objective, table_unlearner
+from recbole_attrcloak.losses import LeakageObjective
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "scale"
@@ -152,57 +147,45 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-class _TimedUnlearner(Unlearner):
-    """The engine's unlearner, timing each step (synchronised on CUDA)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.step_s: list[float] = []
-
-    def step(self) -> None:
-        tic = time.perf_counter()
-        super().step()
-        _sync(self.params[0].device)
-        self.step_s.append(time.perf_counter() - tic)
-
-
 def df_unlearn(
-    original: torch.Tensor, bound: GaussianMIBound, s: Mapping[str, Any]
+    original: torch.Tensor, objective: LeakageObjective, s: Mapping[str, Any]
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """AttrCloak-DF on a user table through the product's engine (``recbole_attrcloak.engine``:
-    the same step, stop rule, α_u bounds and optimiser as ``--unlearn attrcloak --au_mode df``),
-    timed. The random-label levels are set once from the original, timed apart."""
+    """AttrCloak-DF on a user table through the product's engine (``engine.table_unlearner``:
+    the same objective, step, stop rule, α_u and optimiser as ``--unlearn attrcloak --au_mode
+    df``), timed. The objective's first evaluation (the random-relabeling null, or the Gaussian
+    bound's random-label levels) is timed apart as ``reference_s``."""
     device = original.device
     settings = AttrCloakSettings.from_settings({**s, "au_mode": "df"})
     emb = original.clone().requires_grad_(True)
-    groups = param_groups([emb], settings.learning_rate, settings.relative_lr)
-    optimizer = build_optimizer(settings.learner, groups, settings.learning_rate)
-    unlearner = _TimedUnlearner(
-        lambda: emb,
-        [emb],
-        bound,
-        DistanceRetention(original),
-        optimizer,
-        settings.stop,
-        solver=settings.solver,
-        fixed_alpha=settings.fixed_alpha,
-    )
+    unlearner = table_unlearner(emb, objective, settings)
+    step_s: list[float] = []
+    plain_step = unlearner.step
+
+    def timed_step() -> None:
+        tic = time.perf_counter()
+        plain_step()
+        _sync(device)
+        step_s.append(time.perf_counter() - tic)
+
+    unlearner.step = timed_step  # type: ignore[method-assign]
     _sync(device)
     started = time.perf_counter()
-    if bound.target != Target.ZERO:
-        bound.refresh_reference(original)
+    with torch.no_grad():
+        l_au_before = float(objective(original))
     _sync(device)
     reference_s = time.perf_counter() - started
     outcome = unlearner.run()  # ends on the kept state
     _sync(device)
     info = {
+        "objective": s["au_objective"],
         "steps": outcome.steps_run,
         "kept_step": outcome.kept_step,
         "stop_reason": outcome.stop_reason.value,
         "total_s": time.perf_counter() - started,
         "reference_s": reference_s,
-        "step_s_median": statistics.median(unlearner.step_s),
-        "step_s_mean": statistics.fmean(unlearner.step_s),
+        "step_s_median": statistics.median(step_s),
+        "step_s_mean": statistics.fmean(step_s),
+        "l_au_before": l_au_before,
     }
     return emb.detach(), info
 
@@ -276,16 +259,14 @@ def worker(
         s["au_max_steps"] = cap
     emb, labels = synthetic_users(n, d, seed)
     emb = emb.to(dev)
-    bound = GaussianMIBound.from_settings({k: v.to(dev) for k, v in labels.items()}, s, seed)
-    with torch.no_grad():
-        l_au_before = float(bound(emb))
-    after, info = df_unlearn(emb, bound, s)
+    objective = build_objective({k: v.to(dev) for k, v in labels.items()}, s, seed)
+    after, info = df_unlearn(emb, objective, s)
     row: dict[str, Any] = {"n_users": n, "d": d, "device": device, "step_cap": cap, **info}
     row["peak_rss_gb"] = peak_rss_gb()
     row["peak_cuda_gb"] = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else 0
     row["table_gb"] = emb.numel() * emb.element_size() / 2**30
     with torch.no_grad():
-        row["l_au_before"], row["l_au_after"] = l_au_before, float(bound(after))
+        row["l_au_after"] = float(objective(after))
     row.update(probe_attacks({"before": emb, "after": after}, labels, probe_users, seed))
     return {**row, **provenance}
 
@@ -381,9 +362,11 @@ def df_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
     lines = ["# AttrCloak-DF at scale (synthetic users, planted attributes)", "", header, ""]
     lines += [
         _settings_text(ok)
-        + f"; α_u bounds {DistanceRetention.bounds}. Steps: taken until the stop (kept: the step "
+        + f"; objective `{ok[0].get('objective', '?') if ok else '?'}`; α_u bounds (Gaussian "
+        f"bound) {DistanceRetention.bounds}. Steps: taken until the stop (kept: the step "
         "of the state returned, the closest to the target). Time per step: the median over the "
-        "run's steps; total = the whole unlearning (random-label reference, every step taken, "
+        "run's steps; total = the whole unlearning (the objective's first evaluation: its null "
+        "or random-label reference, every step taken, "
         "and L_AU of the original and of the kept state). "
         "Peak memory: the process's peak RSS (data generation included; the table itself is "
         "`table GiB`), on CUDA the allocator's peak. Attacks: balanced accuracy of a torch "
@@ -545,7 +528,7 @@ def run_dd(args: argparse.Namespace, command: str) -> None:
         trained = copy.deepcopy(model)  # every retention starts from the same trained model
         with only_user_side(trained) as side:
             tic = time.perf_counter()
-            bound = GaussianMIBound.from_settings(labels, config, int(config["seed"]))
+            bound = build_objective(labels, config, int(config["seed"]))
             settings = AttrCloakSettings.from_settings(config)
             unlearner = build_unlearner(config, settings, trained, side, bound, train_data)
             with torch.no_grad():  # the random-label levels, as the product's first evaluation

@@ -169,11 +169,11 @@ def _toy_spec(root: Path) -> dict:
         "name": "toy",
         "config": base | {"unlearn": "attrcloak", "au_mode": "df"},
         "search": [
-            {"au_solver": "normalized"},
-            {"au_solver": "normalized", "audit_seed": 8},  # same model, its own original audit
+            {"au_z_margin": 0.5},
+            {"au_z_margin": 0.5, "audit_seed": 8},  # same model, its own original audit
             # the spec's settings are checked before the sweep starts; a top-k beyond the
             # toy data's 80 items is found when a trial loads the data: dd fails, df ignores it
-            {"au_solver": "fixed", "au_alpha": 0.5, "au_dd_topk": 500}
+            {"au_relabel_alpha": 0.5, "au_dd_topk": 500}
             | {"au_mode": {"grid": ["df", "dd"]}},
         ],
         "resources_per_trial": {"cpu": 1},
@@ -210,7 +210,8 @@ def test_summary_names_the_run_and_checks_the_selection_by_kfold(sweep):
     text = (out / "summary.md").read_text()
     assert text.startswith("# Sweep `toy`: BPR on toy")
     selected = text.split("**Selected**")[1].split("`")[1]
-    best = result.table[result.table["status"] == "ok"].sort_values("score").iloc[-1]
+    ok = result.table[result.table["status"] == "ok"]
+    best = ok.loc[ok["score"].idxmax()]  # the highest score; the first such trial on a tie
     assert selected == best["trial_id"]
     check = json.loads((result.work_dir / "check" / selected / "report.json").read_text())
     audit = check["stages"]["unlearned"]["audit"]
