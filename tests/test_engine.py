@@ -246,6 +246,58 @@ def test_representation_steps_are_pulled_back_through_the_representation():
     torch.testing.assert_close(table.detach(), expected)
 
 
+def test_parameter_space_step_with_fixed_weights():
+    # DD-style: the retention lives in parameter space. With the fixed solver (α_u = 1/4) one
+    # SGD step is −lr·(¼ ∇L_AU + ¾ ∇L_R) w.r.t. the parameter, L_AU reached through reps = 3·θ.
+    table = _table(6, 3)
+    theta = table.clone().requires_grad_(True)
+    anchor = torch.ones_like(table)
+
+    def retention_loss(batch):
+        return batch * (theta - anchor).square().sum()
+
+    objective = _Shrink(target=-1.0)
+    unlearner = Unlearner(
+        lambda: 3.0 * theta,
+        [theta],
+        objective,
+        TrainLossRetention(retention_loss, [2.0]),
+        torch.optim.SGD([theta], lr=0.1),
+        StopRule(1, 1, 0.0, 10),
+        solver="fixed",
+        fixed_alpha=0.25,
+    )
+    unlearner.step()
+    start = table.clone().requires_grad_(True)
+    l_au = objective(3.0 * start)
+    l_r = 2.0 * (start - anchor).square().sum()
+    (grad,) = torch.autograd.grad(0.25 * l_au + 0.75 * l_r, start)
+    torch.testing.assert_close(theta.detach(), table - 0.1 * grad)
+    assert unlearner.trace["alpha_u"] == [0.25]
+    assert unlearner.trace["l_au"] == [pytest.approx(float(l_au.detach()))]
+    assert unlearner.trace["l_r"] == [pytest.approx(float(l_r.detach()))]
+
+
+def test_clip_grad_norm_bounds_the_step():
+    table = _table()
+    steps = {}
+    for clip in (None, {"max_norm": 1e-3}):
+        param = table.clone().requires_grad_(True)
+        unlearner = Unlearner(
+            lambda p=param: p,
+            [param],
+            _Shrink(target=-1.0),
+            DistanceRetention(table),
+            torch.optim.SGD([param], lr=1.0),
+            StopRule(1, 1, 0.0, 10),
+            clip_grad_norm=clip,
+        )
+        unlearner.step()
+        steps[clip is None] = float((param.detach() - table).norm())
+    assert steps[True] > 0.5  # unclipped: the unit direction at lr 1
+    assert steps[False] == pytest.approx(1e-3, rel=1e-3)
+
+
 def test_optimizers_match_recboles_learner_names():
     from recbole.trainer import Trainer
 
