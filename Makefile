@@ -8,7 +8,7 @@ CURRENT_VENV ?= .venv-current
 CBIN := $(CURRENT_VENV)/bin
 ARGS ?=
 
-.PHONY: venv venv-current demo test test-current lint clean
+.PHONY: venv venv-current demo test test-current lint mutation clean
 
 $(BIN)/activate: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,5 +50,15 @@ test: lint
 test-current: venv-current
 	$(CBIN)/python -m pytest -q -m current $(ARGS)
 
+# Mutation testing (docs/testing.md): mutmut mutates losses/, audit/ and engine/ ([tool.mutmut] in
+# pyproject.toml), runs the fast unit tests on each mutant and lists the survivors. Not in CI.
+mutation: venv
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
+	rm -rf mutants
+	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked torch thread pool deadlocks
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	$(BIN)/mutmut results > mutation-results.txt
+	@grep -c ": survived" mutation-results.txt | xargs echo "survivors (mutation-results.txt):"
+
 clean:
-	rm -rf $(VENV) $(CURRENT_VENV) outputs saved log log_tensorboard
+	rm -rf $(VENV) $(CURRENT_VENV) outputs saved log log_tensorboard mutants mutation-results.txt

@@ -1,8 +1,14 @@
 import numpy as np
 import pytest
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.utils.class_weight import compute_sample_weight
 
-from recbole_attrcloak.audit.attackers import ATTACKERS, make_attacker, validation_split
+from recbole_attrcloak.audit.attackers import (
+    ATTACKERS,
+    balanced_weights,
+    make_attacker,
+    validation_split,
+)
 
 
 def planted(n: int = 400, d: int = 16, k: int = 3, shift: float = 3.0, seed: int = 0):
@@ -63,3 +69,10 @@ def test_validation_split_keeps_a_training_member_of_every_class():
     assert set(y[train]) == {0, 1, 2}
     assert not set(train) & set(val) and len(train) + len(val) == len(y)
     assert np.count_nonzero(y[val] == 0) == 10
+
+
+def test_class_weights_are_inverse_to_class_size_as_in_scikit_learn():
+    y = np.repeat([2, 0, 1], [70, 20, 10])  # unbalanced, labels not in order
+    weights = balanced_weights(y)
+    np.testing.assert_allclose(weights, compute_sample_weight("balanced", y))
+    assert [weights[y == c].sum() for c in (0, 1, 2)] == pytest.approx([100 / 3] * 3)

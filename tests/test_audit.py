@@ -3,10 +3,16 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from recbole_attrcloak.audit import AuditSettings, audit_representations
-from recbole_attrcloak.audit.metrics import METRICS, balanced_accuracy, confusion_matrix, roc_auc
+from recbole_attrcloak.audit.metrics import (
+    METRICS,
+    balanced_accuracy,
+    confusion_matrix,
+    roc_auc,
+    split_metrics,
+)
 from recbole_attrcloak.audit.protocols import kfold_splits, prepare_attribute, shadow_splits
 from recbole_attrcloak.audit.significance import (
     bootstrap_balanced_accuracy,
@@ -120,6 +126,14 @@ def test_planted_signal_is_detected_by_every_attacker_under_both_protocols(zoo):
             )
     refit = entry["significance"]["kfold"]["logreg"]
     assert refit["n_permutations"] == 100 and abs(refit["null_mean"] - 0.5) < 0.03
+    # no shuffle reaches the observed score: p = 1 / (1 + shuffles), the observed one counted
+    assert refit["p_value"] == pytest.approx(1 / 101)
+    for test in entry["significance"]["shadow"].values():
+        assert test["p_value"] == pytest.approx(1 / 1001)
+    for attacker in ("mlp", "knn"):  # three folds at 1/1001 each: 3/2 × the 2nd smallest
+        fold = entry["significance"]["kfold"][attacker]
+        assert fold["fold_p_values"] == pytest.approx([1 / 1001] * 3)
+        assert fold["p_value"] == pytest.approx(1.5 / 1001)
     assert entry["kfold"]["logreg"]["roc_auc"]["mean"] > 0.95
     assert entry["strongest"]["verdict"].startswith("leakage detected")
     assert entry["strongest"]["p_value"] < 0.05
@@ -269,6 +283,37 @@ def test_familywise_p_values_by_hand():
     np.testing.assert_allclose(maxt_adjusted(scores[:, :1]), [1 / 4])  # one attacker: its own p
 
 
+def test_familywise_p_values_are_bonferroni_adjusted_across_test_groups(data):
+    """Three groups of tests share no shuffles: shadow held-out (logreg, knn), k-fold refit
+    (logreg) and k-fold held-out per fold (knn). Within a group of one attacker the max-T
+    adjusted p-value is the attacker's own p-value, so its familywise p-value is 3 × its p-value
+    (at most 1); the shadow group's, 3 × what it is when the shadow group is tested alone."""
+    X, attributes = data
+    settings = replace(
+        CHEAP, refit_attackers=("logreg",), n_permutations=30, n_held_out_permutations=100
+    )
+    both = audit_representations(X, attributes, settings)
+    alone = audit_representations(X, attributes, replace(settings, protocols=("shadow",)))
+    groups = 3
+    for name in ("planted", "noise"):
+        tests = both[name]["significance"]
+        assert tests["kfold"]["logreg"]["method"] == "refit"
+        assert tests["kfold"]["knn"]["method"] == "held_out_per_fold"
+        for test in tests["kfold"].values():
+            for tail in ("", "_below"):
+                expected = min(1.0, groups * test[f"p_value{tail}"])
+                assert test[f"p_familywise{tail}"] == pytest.approx(expected), (name, tail)
+        for attacker, test in tests["shadow"].items():
+            single = alone[name]["significance"]["shadow"][attacker]
+            assert test["p_value"] == single["p_value"]  # the same shuffles
+            for tail in ("", "_below"):
+                expected = min(1.0, groups * single[f"p_familywise{tail}"])
+                assert test[f"p_familywise{tail}"] == pytest.approx(expected), (name, tail)
+    planted = both["planted"]["significance"]
+    assert planted["kfold"]["logreg"]["p_familywise"] == pytest.approx(3 / 31)  # not clipped
+    assert planted["shadow"]["logreg"]["p_familywise"] == pytest.approx(3 / 101)
+
+
 def test_fold_p_values_combine_by_the_median_rule():
     assert combine_folds([0.01, 0.02, 0.5, 0.03, 0.2]) == pytest.approx(5 / 3 * 0.03)
     assert combine_folds([0.01, 0.04]) == pytest.approx(2 * 0.01)
@@ -308,6 +353,67 @@ def test_metrics_match_scikit_learn():
     assert roc_auc(y % 2, proba[:, :2] / proba[:, :2].sum(1, keepdims=True)) == pytest.approx(
         roc_auc_score(y % 2, proba[:, 1] / proba[:, :2].sum(1))
     )
+
+
+def test_split_metrics_on_unbalanced_classes_match_scikit_learn():
+    """70 / 23 / 7 %: balanced accuracy is no longer plain accuracy, and both match sklearn."""
+    rng = np.random.default_rng(3)
+    y = rng.permutation(np.repeat([0, 1, 2], [210, 70, 20]))
+    proba = rng.dirichlet(np.ones(3), len(y))
+    proba[y == 0, 0] += 0.4  # the majority class is recognised best
+    proba[y == 1, 1] += 0.2
+    proba /= proba.sum(axis=1, keepdims=True)
+    pred = proba.argmax(axis=1)
+    scores = split_metrics(y, proba)
+    assert set(scores) == set(METRICS)
+    assert scores["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert scores["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert scores["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+    assert scores["roc_auc"] == pytest.approx(roc_auc_score(y, proba, multi_class="ovr"))
+    assert abs(scores["balanced_accuracy"] - scores["accuracy"]) > 0.05  # they differ here
+
+
+@pytest.mark.parametrize("majority", [0, 1])
+def test_a_majority_class_predictor_scores_one_half(majority):
+    y = np.where(np.arange(100) < 71, majority, 1 - majority)  # 71 % in the majority class
+    proba = np.zeros((100, 2))
+    proba[:, majority] = 0.8
+    proba[:, 1 - majority] = 0.2
+    scores = split_metrics(y, proba)
+    assert scores["balanced_accuracy"] == 0.5 == balanced_accuracy_score(y, proba.argmax(1))
+    assert scores["accuracy"] == pytest.approx(0.71)
+    assert scores["roc_auc"] == 0.5
+
+
+def test_audit_reports_balanced_accuracy_on_unbalanced_classes():
+    """Classes of 180 / 80 / 40 users; X shows one bit: 1 for class 1 and half of class 2, 0
+    for class 0 and the other half of class 2. Weighting classes inversely to their size (as
+    every attacker does), the attacker predicts 0 where the bit is 0 and 1 where it is 1: class
+    recalls (1, 1, 0) in every split, balanced accuracy exactly 2/3, accuracy about 0.87.
+    With classes of 70 / 30 % and the same X for everybody, whatever constant class an attacker
+    predicts, its balanced accuracy is exactly 1/2 (accuracy 0.7 or 0.3)."""
+    y = np.repeat([0, 1, 2], [180, 80, 40])
+    bit = ((y == 1) | ((y == 2) & (np.arange(300) % 2 == 0))).astype(float)
+    X = np.column_stack([bit, np.zeros(300)])
+    settings = replace(CHEAP, attackers=("logreg",), n_permutations=10, n_resamples=100)
+    visible = audit_representations(X, {"visible": labels("visible", y)}, settings)["visible"]
+    assert visible["majority"] == pytest.approx(0.6) and visible["chance"] == pytest.approx(1 / 3)
+    for scores in (visible["logreg"], visible["kfold"]["logreg"]):
+        assert scores["balanced_accuracy"]["mean"] == pytest.approx(2 / 3)
+        assert scores["balanced_accuracy"]["std"] == pytest.approx(0, abs=1e-12)
+        assert scores["balanced_accuracy"]["ci95"] == pytest.approx([2 / 3, 2 / 3])
+        assert scores["accuracy"]["mean"] == pytest.approx(260 / 300, abs=0.02)
+    for test in (t for tests in visible["significance"].values() for t in tests.values()):
+        assert test["observed"] == pytest.approx(2 / 3)
+    assert visible["strongest"]["balanced_accuracy"] == pytest.approx(2 / 3)
+
+    y = (np.arange(300) % 10 >= 7).astype(int)
+    blind = audit_representations(np.ones((300, 2)), {"blind": labels("blind", y)}, settings)
+    blind = blind["blind"]
+    for scores in (blind["logreg"], blind["kfold"]["logreg"]):
+        assert scores["balanced_accuracy"]["mean"] == pytest.approx(0.5)
+        assert scores["accuracy"]["mean"] in (pytest.approx(0.7), pytest.approx(0.3))
+    assert blind["majority"] == pytest.approx(0.7)
 
 
 def test_bootstrap_with_unit_weights_reproduces_the_score():

@@ -8,14 +8,24 @@ import dataclasses
 import pandas as pd
 import pytest
 import torch
+from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
-from recbole_attrcloak.backbone import fit_model
+from recbole_attrcloak import compat
+from recbole_attrcloak.backbone import evaluate_utility, fit_model
 from recbole_attrcloak.context import RunContext
+from recbole_attrcloak.defences import DEFENCES
 from recbole_attrcloak.model.rap import RAPBPR
 from recbole_attrcloak.quick_start import run
+from recbole_attrcloak.registry import get_model
 from recbole_attrcloak.retrain import run_blurme, run_ldp, run_rap
-from recbole_attrcloak.unlearning.distance_unlearning import run_d2d, run_u2u
+from recbole_attrcloak.unlearning.base import only_user_side
+from recbole_attrcloak.unlearning.distance_unlearning import (
+    METHODS,
+    DistanceUnlearningTrainer,
+    run_d2d,
+    run_u2u,
+)
 from tests.conftest import toy_config, toy_context
 
 
@@ -50,6 +60,69 @@ def test_distance_unlearning_changes_only_user_parameters(toy_ctx, defence, regu
     assert info["final_distinguishability"] < info["initial_distinguishability"]
     assert info["steps"] == 30 and len(info["trace"]["distinguishability"]) == 30
     assert result.context is None
+
+
+@torch.no_grad()
+def _full_scores(model) -> torch.Tensor:
+    """Scores of every real user × every real item (the padding item scored -inf)."""
+    from recbole.data.interaction import Interaction
+
+    model.eval()
+    users = torch.arange(1, model.n_users)
+    scores = model.full_sort_predict(Interaction({"user_id": users})).view(len(users), -1)
+    scores[:, 0] = -torch.inf
+    return scores
+
+
+def _ranking_kept(before, after, n: int = 10) -> float:
+    """Mean share of each user's top-n items under ``before`` still in its top-n under ``after``."""
+    old = _full_scores(before).topk(n, dim=1).indices
+    new = _full_scores(after).topk(n, dim=1).indices
+    return float((old[:, :, None] == new[:, None, :]).any(2).float().mean())
+
+
+@pytest.mark.parametrize(("method", "weight"), [("u2u", 100.0), ("d2d", 10.0)])
+@pytest.mark.parametrize("regularizer", ["ranking", "l2"])
+def test_a_larger_lambda_keeps_more_of_the_original_ranking(toy_ctx, method, weight, regularizer):
+    """λ = 0 only pulls the classes together; the regulariser at weight λ > 0 holds the users'
+    original top-10 items (measured here from the full-sort scores, not by the regulariser)."""
+    key = DEFENCES[method].load()
+    runs = {
+        lam: key(_with(toy_ctx, du_regularizer=regularizer, **{f"{method}_lambda": lam}))
+        for lam in (0.0, weight)
+    }
+    kept = {lam: _ranking_kept(toy_ctx.model, run.model) for lam, run in runs.items()}
+    free, held = runs[0.0].info, runs[weight].info
+    assert free["initial_regularizer"] == pytest.approx(0.0, abs=1e-6)  # the original: 0
+    assert held["initial_regularizer"] == pytest.approx(0.0, abs=1e-6)
+    assert kept[weight] > kept[0.0] + 0.3, kept
+    assert held["final_regularizer"] < 0.5 * free["final_regularizer"]
+    # the price: less of the distinguishability is removed
+    assert held["final_distinguishability"] > free["final_distinguishability"]
+
+
+def test_ranking_regulariser_penalises_shrinking_score_gaps_only(toy_ctx):
+    """Scaling BPR's user vectors by c scales every score gap by c: the regulariser stays 0
+    for c = 2 (gaps grow) and is the mean original gap / 2 for c = 1/2, computed here from the
+    original model's sorted top-N scores."""
+    model = copy.deepcopy(toy_ctx.model)
+    top_n = int(toy_ctx.config["du_topn"])
+    top = _full_scores(model).topk(top_n, dim=1).values
+    mean_gap = float((top[:, :-1] - top[:, 1:]).mean())
+    labels = {n: torch.as_tensor(lab.codes) for n, lab in toy_ctx.attributes.items()}
+    table = model.user_embedding.weight
+    with only_user_side(model) as side:
+        trainer = DistanceUnlearningTrainer(toy_ctx.config, model, side, labels, METHODS["u2u"])
+        values = {1.0: trainer.losses()[1]}
+        with torch.no_grad():
+            table.mul_(2.0)
+        values[2.0] = trainer.losses()[1]
+        with torch.no_grad():
+            table.mul_(0.25)
+        values[0.5] = trainer.losses()[1]
+    assert values[1.0] == pytest.approx(0.0, abs=1e-6)
+    assert values[2.0] == pytest.approx(0.0, abs=1e-6)
+    assert mean_gap > 0.01 and values[0.5] == pytest.approx(mean_gap / 2, rel=1e-3)
 
 
 def test_rap_adversary_holds_the_attacker_at_chance(toy_root, tmp_path):
@@ -156,6 +229,17 @@ def test_pipeline_reports_retrained_defences(toy_root, tmp_path, method):
     assert report["method"] == method
     unlearned = report["stages"]["unlearned"]
     assert set(unlearned["privacy"]) == {"gender", "age"}
-    assert unlearned["utility"]["ndcg@10"] > 0
+    # the reported utility is the retrained model's, as stock RecBole evaluates its checkpoint
+    checkpoint = compat.load_checkpoint(report["checkpoint"]["checkpoint"])
+    config = checkpoint["config"]
+    init_seed(config["seed"], config["reproducibility"])
+    _, valid, test = data_preparation(config, create_dataset(config))
+    model = get_model(config["model"])(config, valid._dataset)
+    model.load_state_dict(checkpoint["state_dict"])
+    scores = evaluate_utility(config, model, valid, test)["test"]
+    assert unlearned["utility"]["ndcg@10"] == pytest.approx(scores["ndcg@10"])
+    assert report["retention"]["ndcg@10"] == pytest.approx(
+        scores["ndcg@10"] / report["stages"]["original"]["utility"]["ndcg@10"]
+    )
     expected = f"BPR-toy-{method}"  # named after the run, whatever model the defence trains
     assert report["checkpoint"]["checkpoint"].endswith(f"{expected}.pth")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.defences import CHOICES, method_name
@@ -59,11 +60,26 @@ def test_quick_modes_write_tables(toy_root: Path, tmp_path: Path) -> None:
     privacy = pd.read_csv(results / "privacy.csv")
     assert len(privacy) == 2 * 2 * 2  # methods × attributes × attackers
     assert set(privacy["method"]) == {"original", "attrcloak-df"}
-    assert privacy["balanced_accuracy"].between(0, 1).all()
+    # every number in the tables is its job's report's (one seed: the mean is that report's)
+    reports = {
+        m: json.loads((Path(jobs.loc[m, "folder"]) / "report.json").read_text())
+        for m in ("original", "attrcloak-df")
+    }
+    stages = {"original": "original", "attrcloak-df": "unlearned"}
+    for _, row in privacy.iterrows():
+        stage = reports[row["method"]]["stages"][stages[row["method"]]]
+        scores = stage["privacy"][row["attribute"]][row["attacker"]]
+        assert row["balanced_accuracy"] == pytest.approx(
+            scores["balanced_accuracy"]["mean"], abs=1e-6
+        )
     utility = pd.read_csv(results / "utility.csv").set_index("method")
-    assert utility.loc["original", "ndcg@10_retention"] == 1.0
+    ndcg = {m: reports[m]["stages"][stages[m]]["utility"]["ndcg@10"] for m in reports}
+    assert utility["ndcg@10"].to_dict() == pytest.approx(ndcg, abs=1e-6)  # CSV: 6 digits
+    retention = utility.loc["attrcloak-df", "ndcg@10_retention"]
+    assert retention == pytest.approx(ndcg["attrcloak-df"] / ndcg["original"], abs=1e-6)
     runtime = pd.read_csv(results / "runtime.csv").set_index("method")
-    assert runtime.loc["original", "epochs"] == 3 and runtime.loc["attrcloak-df", "steps"] > 0
+    assert runtime.loc["original", "epochs"] == 3
+    assert runtime.loc["attrcloak-df", "steps"] == reports["attrcloak-df"]["unlearning"]["steps"]
     summary = (results / "summary.md").read_text()
     for text in ("## toy · BPR", "AttrCloak-DF", "**modcloth-mb**", "**lastfm-1k**", "cores"):
         assert text in summary

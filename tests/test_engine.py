@@ -95,7 +95,18 @@ def test_run_stops_at_the_first_state_that_meets_the_target_and_keeps_it():
     assert outcome.final == pytest.approx(l_au[outcome.kept_step])  # the kept state is returned
     assert outcome.initial == pytest.approx(l_au[0])
     assert outcome.terms[0].met and list(outcome.trace) == ["l_au", "distance", "l_r", "alpha_u"]
-    assert all(0.1 <= a <= 1.0 for a in outcome.trace["alpha_u"])  # the DF bounds
+    # one α_u per step; at the original state the retention has no gradient: α_u = 1
+    alpha = outcome.trace["alpha_u"]
+    assert len(alpha) == outcome.steps_run and alpha[0] == 1.0
+
+
+def test_a_state_that_already_meets_the_target_is_returned_unchanged():
+    table = _table()
+    unlearner = _unlearner(_Shrink(target=10.0), table, StopRule(50, 5, 1e-3, 50), lr=0.5)
+    outcome = unlearner.run()
+    assert outcome.stop_reason == StopReason.TARGET_REACHED
+    assert (outcome.steps_run, outcome.kept_step) == (1, 0)
+    assert torch.equal(unlearner.params[0].detach(), table)  # the one step taken is undone
 
 
 def test_run_stops_on_a_stall_after_halving_the_learning_rate():
@@ -124,11 +135,42 @@ def test_run_stops_after_max_steps_on_the_closest_state():
     assert torch.allclose(unlearner.params[0], unlearner.kept[0])
 
 
+def test_run_keeps_the_closest_state_when_later_steps_overshoot():
+    # Adam at a large rate overshoots: L_AU (never at its target) falls to a minimum at step 3
+    # and rises after it; the run returns the state of step 3, not its last state
+    table = _table()
+    param = table.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([param], lr=1.0)
+    objective, rule = _Shrink(target=-1.0), StopRule(12, 100, 0.0, 100)
+    unlearner = Unlearner(
+        lambda: param, [param], objective, DistanceRetention(table), optimizer, rule
+    )
+    outcome = unlearner.run()
+    l_au = outcome.trace["l_au"]
+    best = min(range(len(l_au)), key=l_au.__getitem__)
+    assert outcome.stop_reason == StopReason.MAX_STEPS and outcome.steps_run == 12
+    assert 0 < best < 11 and l_au[-1] > 1.2 * l_au[best]  # a real overshoot
+    assert outcome.kept_step == best
+    assert outcome.final == pytest.approx(l_au[best], rel=1e-6)
+    assert float(objective(param.detach())) == pytest.approx(l_au[best], rel=1e-6)
+
+
 def test_stall_rule():
     rule = StopRule(max_steps=100, check_every=5, tol=0.1, patience=3)
     assert not rule.stalled([10.0, 8.0, 7.5, 7.4])  # 8.0 was the last fall by 10 %
     assert rule.stalled([10.0, 8.0, 7.5, 7.4, 7.3])  # four steps since
     assert not rule.stalled([10.0, 8.0, 7.5, 7.4, 7.0])
+
+
+def test_stall_rule_waits_patience_steps_after_the_last_relative_fall():
+    rule = StopRule(max_steps=100, check_every=1, tol=0.5, patience=2)
+    assert not rule.stalled([])
+    assert not rule.stalled([8.0, 4.0])  # 4.0 is no fall by half of 8: one step since 8
+    assert rule.stalled([8.0, 4.0, 4.0])  # two steps since
+    assert not rule.stalled([8.0, 3.9, 3.0])  # 3.9 halves 8: one step since
+    assert rule.stalled([8.0, 3.9, 3.0, 2.9])  # 3.0 and 2.9 do not halve 3.9
+    assert not rule.stalled([8.0, 3.9, 3.0, 1.9])  # 1.9 does
+    assert not StopRule(100, 1, 0.0, 2).stalled([3.0, 2.0, 1.0, 0.5])  # tol 0: any fall
 
 
 def test_distance_retention_gradient_and_padding_row():
@@ -203,6 +245,58 @@ def test_representation_steps_are_pulled_back_through_the_representation():
     # at the original state the retention gradient is zero: the step is α_u·ĝ_au with α_u = 1
     expected = before - 0.1 * 3.0 * g_au / g_au.norm()
     torch.testing.assert_close(table.detach(), expected)
+
+
+def test_parameter_space_step_with_fixed_weights():
+    # DD-style: the retention lives in parameter space. With the fixed solver (α_u = 1/4) one
+    # SGD step is −lr·(¼ ∇L_AU + ¾ ∇L_R) w.r.t. the parameter, L_AU reached through reps = 3·θ.
+    table = _table(6, 3)
+    theta = table.clone().requires_grad_(True)
+    anchor = torch.ones_like(table)
+
+    def retention_loss(batch):
+        return batch * (theta - anchor).square().sum()
+
+    objective = _Shrink(target=-1.0)
+    unlearner = Unlearner(
+        lambda: 3.0 * theta,
+        [theta],
+        objective,
+        TrainLossRetention(retention_loss, [2.0]),
+        torch.optim.SGD([theta], lr=0.1),
+        StopRule(1, 1, 0.0, 10),
+        solver="fixed",
+        fixed_alpha=0.25,
+    )
+    unlearner.step()
+    start = table.clone().requires_grad_(True)
+    l_au = objective(3.0 * start)
+    l_r = 2.0 * (start - anchor).square().sum()
+    (grad,) = torch.autograd.grad(0.25 * l_au + 0.75 * l_r, start)
+    torch.testing.assert_close(theta.detach(), table - 0.1 * grad)
+    assert unlearner.trace["alpha_u"] == [0.25]
+    assert unlearner.trace["l_au"] == [pytest.approx(float(l_au.detach()))]
+    assert unlearner.trace["l_r"] == [pytest.approx(float(l_r.detach()))]
+
+
+def test_clip_grad_norm_bounds_the_step():
+    table = _table()
+    steps = {}
+    for clip in (None, {"max_norm": 1e-3}):
+        param = table.clone().requires_grad_(True)
+        unlearner = Unlearner(
+            lambda p=param: p,
+            [param],
+            _Shrink(target=-1.0),
+            DistanceRetention(table),
+            torch.optim.SGD([param], lr=1.0),
+            StopRule(1, 1, 0.0, 10),
+            clip_grad_norm=clip,
+        )
+        unlearner.step()
+        steps[clip is None] = float((param.detach() - table).norm())
+    assert steps[True] > 0.5  # unclipped: the unit direction at lr 1
+    assert steps[False] == pytest.approx(1e-3, rel=1e-3)
 
 
 def test_optimizers_match_recboles_learner_names():

@@ -89,6 +89,36 @@ def test_kl_of_a_gaussian_with_itself_is_zero():
     assert abs(float(gaussian_kl(mu, cov, mu, cov))) < 1e-10
 
 
+def test_kl_terms_by_hand():
+    # Δμ = (1, 2), Σq = diag(2, 8): mean term ½ (1²/2 + 2²/8) = 1/2, whatever Σp.
+    # Σp = diag(1, 4) = Σq / 2: covariance term ½ (d/2 − d·log(1/2) − d) = log 2 − 1/2.
+    mu_p, mu_q = torch.tensor([1.0, 2.0], dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    cov_q = torch.diag(torch.tensor([2.0, 8.0], dtype=torch.float64))
+    mean_t, cov_t = gaussian_kl_terms(mu_p, cov_q / 2, mu_q, cov_q)
+    assert float(mean_t) == pytest.approx(0.5, rel=1e-12)
+    assert float(cov_t) == pytest.approx(np.log(2) - 0.5, rel=1e-12)
+    mean_t, cov_t = gaussian_kl_terms(2 * mu_p, cov_q, mu_q, cov_q)  # twice the shift: 4×
+    assert (float(mean_t), float(cov_t)) == pytest.approx((2.0, 0.0), abs=1e-12)
+
+
+def test_bound_terms_of_a_pure_mean_shift_by_hand():
+    # Two classes of the same four points, shifted by ∓1 along x: class means ∓(1, 0),
+    # class scatters I, global mean 0, global scatter diag(2, 1). With covariance="paper"
+    # (Σ = S + rI) and weights 1/2: M = ½ · 1/(2 + r); C = ½ [tr − log det − 2] with
+    # Σg⁻¹Σk = diag((1 + r)/(2 + r), 1).
+    square = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
+    shift = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    emb = torch.cat([square - shift, square + shift])
+    r = 1e-6
+    bound = GaussianMIBound({"g": torch.arange(8) // 4}, covariance="paper", ridge=r, target="zero")
+    loss = float(bound(emb))
+    mean_term, cov_term = (t.value for t in bound.terms())
+    ratio = (1 + r) / (2 + r)
+    assert mean_term == pytest.approx(0.5 / (2 + r), rel=1e-9)
+    assert cov_term == pytest.approx(0.5 * (ratio + 1 - np.log(ratio) - 2), rel=1e-9)
+    assert loss == pytest.approx(mean_term + cov_term, rel=1e-12)
+
+
 def _two_class_data(n: int = 30, d: int = 4, seed: int = 0) -> tuple[torch.Tensor, dict]:
     g = torch.Generator().manual_seed(seed)
     emb = torch.randn(n, d, generator=g, dtype=torch.float64)
