@@ -155,7 +155,8 @@ def acceptance_table(
     ``seconds``, ``ratio`` and their ``:std``)."""
     rows = []
     attrcloak = runs[runs["method"].isin(MODES)]
-    for group, part in privacy[privacy["method"].isin(MODES)].groupby([*cell, "method"]):
+    cloaked = privacy[privacy["method"].isin(MODES)]
+    for group, part in cloaked.groupby([*cell, "method"], sort=False):
         where = dict(zip([*cell, "method"], group, strict=True))
         bar = BARS.get(where["dataset"])
         mode = MODES[where["method"]]

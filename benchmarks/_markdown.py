@@ -174,7 +174,7 @@ def acceptance_lines(acceptance: pd.DataFrame, cell: Sequence[str]) -> list[str]
                 criterion_text(kept) if kept else "–",
             ]
         )
-    header = ["cell", "mode", "n", "runs rejected", "worst |mean − chance|", "NDCG@10 kept"]
+    header = ["cell", "mode", "n", "runs rejected", "worst \\|mean − chance\\|", "NDCG@10 kept"]
     lines += markdown_table(header, rows)
     for _, r in acceptance[acceptance["mode"].isna()].iterrows():
         lines.append(f"- {r['dataset']}: {r['criterion']}: {criterion_text(r)} ({r['detail']}).")
