@@ -8,7 +8,7 @@ CURRENT_VENV ?= .venv-current
 CBIN := $(CURRENT_VENV)/bin
 ARGS ?=
 
-.PHONY: venv venv-current demo test test-current lint mutation clean
+.PHONY: venv venv-current demo test test-current lint mutation check-results clean
 
 $(BIN)/activate: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# every number the READMEs and docs quote from benchmarks/results against the committed CSVs
+# (benchmarks/README.md, "Every quoted number from a results file"; no training)
+check-results: venv
+	$(BIN)/python benchmarks/check.py
 
 # the tests marked `current` (pyproject.toml): shims, LightGCN/NGCF, AttrCloak, audit, a sweep
 test-current: venv-current

@@ -20,13 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from _originals import find_original
+
 from recbole_attrcloak.data import convert
 from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.provenance import machine
 from recbole_attrcloak.tune import load_spec
 from recbole_attrcloak.tune.results import job_rows
 from recbole_attrcloak.tune.runner import run_trials
-from recbole_attrcloak.tune.spec import parse_yaml
+from recbole_attrcloak.tune.spec import (
+    CHECKPOINT_KEY,
+    is_unlearning_key,
+    parse_yaml,
+    training_config,
+)
 from recbole_attrcloak.tune.workdir import recorded_trials
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--epochs", type=_epochs, default={}, metavar="N|DATASET=N,...", help="epoch caps")
     add("--set", metavar="KEY=VALUE", help="a config key for every run", **listed)
     add("--attributes", help="comma-separated attributes (default: the dataset's own)")
+    add("--audit", choices=("quick", "full"), help="audit preset (default full; --quick: quick)")
+    add("--originals", type=Path, metavar="DIR", help="original checkpoints to load, not train")
 
 
 def finish_arguments(args: argparse.Namespace, name: str, quick_epochs: int = 5) -> None:
@@ -104,12 +113,21 @@ def finish_arguments(args: argparse.Namespace, name: str, quick_epochs: int = 5)
     README block, rewritten only when the results go to their default folder."""
     if args.quick and not args.epochs:
         args.epochs = {"*": quick_epochs}
+    args.audit = args.audit or ("quick" if args.quick else "full")
+    if args.originals is not None and not args.originals.is_dir():
+        raise SystemExit(_bad(f"--originals {args.originals} is not a folder"))
     args.out = args.out or REPO / "outputs" / "bench" / (f"{name}-quick" if args.quick else name)
     default = REPO / "benchmarks" / "results" / name
     args.results = args.results or (args.out / "results" if args.quick else default)
     args.readme = REPO / "benchmarks" / "README.md" if args.results.resolve() == default else None
     if args.gpu < 0:
         args.gpu = 1.0 / (args.workers or 1)
+
+
+def _bad(message: str) -> int:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def split_list(text: str) -> list[str]:
@@ -137,11 +155,53 @@ def run_config(args: argparse.Namespace, model: str, dataset: str, seed: int) ->
     spec = DATASETS.get(dataset)
     attributes = split_list(args.attributes or "") or list(spec.attributes if spec else ())
     config = {"model": model, "dataset": dataset, "seed": seed, "audit_seed": seed}
-    config |= {"audit": "quick", "sensitive_attributes": attributes, "show_progress": False}
+    config |= {"audit": args.audit, "sensitive_attributes": attributes, "show_progress": False}
     epochs = args.epochs.get(dataset, args.epochs.get("*"))
     config |= {"epochs": epochs} if epochs is not None else {}
     config |= MODEL_OVERRIDES.get(model, {})
     return config | {k: parse_yaml(v) for k, _, v in (s.partition("=") for s in args.set)}
+
+
+def original_source(
+    args: argparse.Namespace, base: dict[str, Any], varied: dict[str, Any], record: dict
+) -> dict[str, Any]:
+    """``base`` (a group's shared config) loading the group's original checkpoint from
+    ``--originals`` when the folder holds it (recorded under the group's name in ``record``,
+    run.json's ``originals``), else unchanged: the group trains. ``varied``: the keys the
+    script varies per group beyond model, dataset and seed (e.g. ``embedding_size``)."""
+    if args.originals is None:
+        return base
+    model, dataset, seed = base["model"], base["dataset"], base["seed"]
+    sets = {k: parse_yaml(v) for k, _, v in (s.partition("=") for s in args.set)}
+    settings = {k: v for k, v in (sets | varied).items() if not is_unlearning_key(k)}
+    original = find_original(args.originals, model, dataset, seed, settings)
+    name = "/".join(str(v) for v in (dataset, model, *varied.values(), seed))
+    if original is None:
+        record[name] = {"path": None, "trained": "here (no checkpoint in --originals)"}
+        return base
+    record[name] = original.record()
+    return base | {CHECKPOINT_KEY: str(original.path)}
+
+
+def check_sources(work: Path, trials: Sequence) -> None:
+    """Refuse a run folder whose groups were trained where this plan loads a checkpoint (or
+    the other way round, or another checkpoint): a folder mixes one or the other, never both
+    for the same group."""
+
+    def key(config: dict[str, Any]) -> str:
+        config = {k: v for k, v in training_config(config).items() if k != CHECKPOINT_KEY}
+        return json.dumps(config, sort_keys=True, default=str)
+
+    recorded = {key(t.config): t.config.get(CHECKPOINT_KEY) for t in recorded_trials(work)}
+    for trial in trials:
+        before = recorded.get(key(trial.config), trial.config.get(CHECKPOINT_KEY))
+        if before != trial.config.get(CHECKPOINT_KEY):
+            now = trial.config.get(CHECKPOINT_KEY) or "trained"
+            raise ValueError(
+                f"{work} holds {trial.model} on {trial.dataset} "
+                f"{'trained' if before is None else 'from ' + str(before)}, this run would use "
+                f"{now}: pass the same --originals as the run that started it, or a new --out"
+            )
 
 
 def method_config(method: str) -> dict[str, Any]:
@@ -169,6 +229,7 @@ def run_or_locate(
         | {"waves": "seed", "kfold_check": False}
     )
     work = args.out / "work"
+    check_sources(work, spec.trials)
     before = {r["folder"] for r in _jobs(work) if r["status"] == "ok"}
     started, tic = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), time.monotonic()
     options = {"deadline_s": args.deadline, "grace_s": args.grace}

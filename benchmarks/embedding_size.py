@@ -3,13 +3,16 @@ AttrCloak-DD and AttrCloak-DF as the embedding size d grows (BPR on ml-100k by d
 paper used ModCloth, which is not available here).
 
 A Ray Tune sweep (``recbole_attrcloak.tune``): each (d, seed) trains the original model once,
-AttrCloak DD and DF run on its checkpoint. Run the same command again to resume after Ctrl-C.
+or loads it from ``--originals DIR`` (``{model}-{dataset}-{seed}-embedding_size{d}.pth``, or
+the file without a suffix for the checkpoint's own d); AttrCloak DD and DF run on its
+checkpoint. Run the same command again to resume after Ctrl-C.
 
     python benchmarks/embedding_size.py --quick                    # d = 32, 64; one seed
     python benchmarks/embedding_size.py --workers 12 --gpu --out outputs/bench/es
     python benchmarks/embedding_size.py --summarise-only outputs/bench/es
 
-Writes summary.md, embedding_size.csv, jobs.csv and embedding_size.png under --results, and
+Writes jobs.csv, runs.csv, privacy.csv, embedding_size.csv, acceptance.csv (each headed by its
+provenance), embedding_size.png and summary.md (rendered from the CSVs) under --results, and
 the embedding_size block of benchmarks/README.md when --results is the default folder.
 """
 
@@ -28,42 +31,31 @@ from _common import (
     command_line,
     finish_arguments,
     method_config,
+    original_source,
     prepare_data,
     run_config,
     run_or_locate,
     sources,
     split_list,
 )
-from _tables import (
-    ATTACKERS,
-    LABELS,
-    UTILITY,
-    epochs_text,
-    header,
-    job_counts,
-    load_run,
-    privacy_cells,
-    privacy_header,
-    readme_link,
-    settings_of,
-    update_readme,
-    write_csv,
-    write_text,
+from _grid import (
+    BARS,
+    acceptance_table,
+    cell_table,
+    group_name,
+    per_seed,
+    privacy_table,
+    runs_table,
 )
+from _tables import LABELS, UTILITY, load_run, provenance, settings_of, write_csv
 from matplotlib.figure import Figure
 
 from recbole_attrcloak.tune import ClusterError, CodeVersionError, SpecError
-from recbole_attrcloak.tune.results import (
-    aggregate,
-    attributes_in,
-    gap_columns,
-    markdown_table,
-    order_rows,
-    pm,
-)
+from recbole_attrcloak.tune.results import order_rows
 
 METHODS = ("original", "attrcloak-dd", "attrcloak-df")
-KEYS = ["embedding_size", "method"]
+KEYS = ["dataset", "model", "embedding_size", "method"]
+CSVS = ("jobs", "runs", "privacy", "embedding_size", "acceptance")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -96,11 +88,12 @@ def plan(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]
         data = prepare_data(args.dataset, args.data_root, sources(args.source).get(args.dataset))
     except DataUnavailable as exc:
         raise ValueError(f"{args.dataset}: {exc}") from None
-    configs = []
+    configs, originals = [], {}
     for seed in args.seeds:
         for d in args.dims:
             base = run_config(args, args.model, args.dataset, seed) | data
             base["embedding_size"] = d
+            base = original_source(args, base, {"embedding_size": d}, originals)
             configs += [base | method_config(m) for m in METHODS if m != "original"]
     settings = {
         "dataset": args.dataset,
@@ -109,54 +102,64 @@ def plan(args: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, Any]
         "seeds": args.seeds,
         "epochs": args.epochs,
         "set": args.set,
+        "audit": args.audit,
+        "originals": originals,
     }
     return configs, settings
 
 
 def meta(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A job's columns in jobs.csv and the tables: dataset, model, seed, d, method, its name."""
+    """A job's columns in jobs.csv and the tables: its name, dataset, model, seed, d, method,
+    its training group's name and whether that group was trained here or loaded."""
     config, method = row["config"], row["method"]
     seed, d = config.get("seed"), config.get("embedding_size")
     job = f"{row['dataset']}/{row['model']}/d{d}/seed{seed}/{method}"
     columns = {"dataset": row["dataset"], "model": row["model"], "seed": seed}
-    return {"job": job, **columns, "embedding_size": d, "method": method}
+    source = "checkpoint" if config.get("checkpoint") else "trained"
+    group = group_name(row["dataset"], row["model"], seed, [d])
+    return {"job": job, **columns, "embedding_size": d, "method": method} | {
+        "group": group,
+        "source": source,
+    }
 
 
-def table(agg: pd.DataFrame, attributes: Sequence[str]) -> pd.DataFrame:
-    """embedding_size.csv: per d and method, balanced accuracy per attribute and attacker, the
-    largest gap to chance, test utility, NDCG@10 kept and the unlearning time."""
-    columns = [f"{a}/{t}/balanced_accuracy" for a in attributes for t in ATTACKERS]
-    columns += ["max_gap", *UTILITY, "retention@ndcg@10", "seconds", "steps", "epochs"]
-    out = agg[KEYS].copy()
+def table(cells: pd.DataFrame) -> pd.DataFrame:
+    """embedding_size.csv: per d and method, test utility, NDCG@10 kept, seconds (unlearning,
+    or the original's training) and device, the work done, n (seeds)."""
+    columns = [*UTILITY, "retention@ndcg@10", "seconds", "ratio", "steps", "epochs"]
+    out = cells[KEYS].copy()
     for column in columns:
-        out[column] = agg[column]
-        out[f"{column}_std"] = agg[f"{column}:std"]
-    out["n_seeds"] = agg["n"]
+        out[column] = cells[column]
+        out[f"{column}_std"] = cells[f"{column}:std"]
+    out["device"], out["train_device"] = cells["device"], cells["train_device"]
+    out["n_seeds"] = cells["n"]
     return out
 
 
-def plot(agg: pd.DataFrame, path: Path) -> None:
-    """Largest gap to chance and NDCG@10 against d, one line per method."""
+def plot(privacy: pd.DataFrame, utility: pd.DataFrame, path: Path) -> None:
+    """The worst gap to chance (both protocols) and NDCG@10 against d, one line per method."""
+    worst = privacy.groupby(KEYS, sort=False)["gap"].max().rename("worst").reset_index()
     fig = Figure(figsize=(9, 3.6), layout="constrained")
-    privacy, utility = fig.subplots(1, 2)
+    left, right = fig.subplots(1, 2)
     for method in METHODS:
-        part = agg[agg["method"] == method].sort_values("embedding_size")
+        gaps = worst[worst["method"] == method].sort_values("embedding_size")
+        part = utility[utility["method"] == method].sort_values("embedding_size")
         if part.empty:
             continue
-        for ax, column in ((privacy, "max_gap"), (utility, "ndcg@10")):
-            ax.errorbar(
-                part["embedding_size"],
-                part[column],
-                yerr=part[f"{column}:std"].fillna(0),
-                marker="o",
-                capsize=2,
-                label=LABELS[method],
-            )
-    privacy.axhline(0.03, color="grey", linestyle="--", linewidth=1, label="target 0.03")
-    privacy.set_ylabel("largest |balanced accuracy − chance|")
-    utility.set_ylabel("NDCG@10 (test, full ranking)")
-    dims = sorted(agg["embedding_size"].unique())
-    for ax in (privacy, utility):
+        left.plot(gaps["embedding_size"], gaps["worst"], marker="o", label=LABELS[method])
+        right.errorbar(
+            part["embedding_size"],
+            part["ndcg@10"],
+            yerr=part["ndcg@10_std"].fillna(0),
+            marker="o",
+            capsize=2,
+            label=LABELS[method],
+        )
+    left.axhline(BARS["ml-100k"].band, color="grey", linestyle="--", linewidth=1, label="band")
+    left.set_ylabel("worst |mean balanced accuracy − chance|")
+    right.set_ylabel("NDCG@10 (test, full ranking)")
+    dims = sorted(utility["embedding_size"].unique())
+    for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(dims, [str(d) for d in dims])
         ax.set_xlabel("embedding size d")
@@ -166,84 +169,34 @@ def plot(agg: pd.DataFrame, path: Path) -> None:
     print(f"wrote {path}", flush=True)
 
 
-def summarise(run_dir: Path, results: Path, command: str, readme: Path | None) -> None:
-    """Write every result file of ``run_dir`` into ``results``."""
+def summarise(run_dir: Path, results: Path, command: str, readme: bool = False) -> None:
+    """Write every result file of ``run_dir`` into ``results``: the CSVs, then the Markdown
+    rendered from them (and, with ``readme``, the READMEs' generated blocks)."""
+    from _es_md import write_markdown
+
     settings = settings_of(run_dir)
     jobs, reports = load_run(run_dir, meta)
-    title = "Embedding size: privacy and utility against d (the paper's Fig. 6)"
-    lines = header(title, run_dir, command)
-    lines += [
-        "## Setup",
-        "",
-        f"- {settings.get('model')} on {settings.get('dataset')}, d ∈ {settings.get('dims')}, "
-        f"seeds {settings.get('seeds')}; `configs/default.yaml` with `embedding_size` = d, "
-        f"full-sort evaluation; epoch caps: {epochs_text(settings.get('epochs') or {})}; "
-        "extra settings: "
-        f"{', '.join(settings.get('set', [])) or 'none'}. The paper's Fig. 6 used ModCloth's "
-        "body shape, not available here.",
-        "- Audit `quick` (shadow protocol, MLP and XGBoost, 3 repeats); balanced accuracy, "
-        "mean ± std over seeds; max gap = largest |balanced accuracy − chance|.",
-        f"- Jobs: {job_counts(jobs)} (jobs.csv).",
-        "",
-    ]
+    head = provenance(run_dir, command)
     results.mkdir(parents=True, exist_ok=True)
-    write_csv(jobs, results / "jobs.csv")
-    if reports.empty:
-        write_text(results / "summary.md", "\n".join([*lines, "No job has finished yet.", ""]))
-        return
-    frame = pd.concat([reports, gap_columns(reports)], axis=1)
-    frame = order_rows(
-        frame, {"embedding_size": sorted(frame["embedding_size"]), "method": METHODS}
-    )
-    agg = aggregate(frame, KEYS)
-    attributes = attributes_in(agg)
-    write_csv(table(agg, attributes), results / "embedding_size.csv")
-    plot(agg, results / "embedding_size.png")
-
-    rows = []
-    for _, r in agg.iterrows():
-        training = " (training)" if r["method"] == "original" else ""
-        rows.append(
-            [
-                int(r["embedding_size"]),
-                LABELS[r["method"]],
-                *privacy_cells(r, attributes, "balanced_accuracy"),
-                pm(r["max_gap"], r["max_gap:std"]),
-                pm(r["ndcg@10"], r["ndcg@10:std"], 4),
-                pm(r["retention@ndcg@10"], r["retention@ndcg@10:std"]),
-                pm(r["seconds"], r["seconds:std"], 1) + training,
-                int(r["n"]),
-            ]
-        )
-    cells = ["d", "method", *privacy_header(attributes), "max gap", "NDCG@10", "NDCG@10 kept"]
-    lines += markdown_table([*cells, "seconds", "n"], rows)
-    lines += ["![privacy and utility against d](embedding_size.png)", ""]
-    write_text(results / "summary.md", "\n".join(lines))
-    if readme is not None:
-        update_readme(readme, "embedding_size", "\n".join(headline(agg, results)))
-
-
-def headline(agg: pd.DataFrame, results: Path) -> list[str]:
-    """The README block: per d, each method's largest gap to chance and NDCG@10 kept."""
-    link = readme_link(results)
-    dims = sorted(agg["embedding_size"].unique())
-    rows = []
-    for method in METHODS:
-        cells = []
-        for d in dims:
-            r = agg[(agg["embedding_size"] == d) & (agg["method"] == method)]
-            cells.append(
-                "–"
-                if r.empty
-                else f"{r.iloc[0]['max_gap']:.3f} / {r.iloc[0]['retention@ndcg@10']:.1%}"
-            )
-        rows.append([LABELS[method], *cells])
-    lines = [
-        f"From [`{link}/summary.md`]({link}/summary.md) (generated; means over seeds). Each "
-        "cell: largest |balanced accuracy − chance| / NDCG@10 kept.",
-        "",
-    ]
-    return lines + markdown_table(["method", *(f"d = {d}" for d in dims)], rows)
+    for name in CSVS[1:]:
+        (results / f"{name}.csv").unlink(missing_ok=True)
+    write_csv(jobs, results / "jobs.csv", head, settings)
+    if not reports.empty:
+        frame = per_seed(reports, settings.get("originals") or {})
+        dims = sorted(frame["embedding_size"].unique())
+        frame = order_rows(frame, {"embedding_size": dims, "method": METHODS})
+        cells = cell_table(frame, KEYS)
+        privacy = privacy_table(frame, KEYS)
+        extra = ["source", "device", "seconds", "ndcg@10", "original_ndcg@10", "retention@ndcg@10"]
+        runs = runs_table(frame, [*KEYS[:3], "seed", "method"], extra)
+        cell = ["dataset", "model", "embedding_size"]
+        acceptance = acceptance_table(privacy, runs, cells, cell, speeds=())
+        utility = table(cells)
+        tables = {"runs": runs, "privacy": privacy, "embedding_size": utility}
+        for name, frame_ in (tables | {"acceptance": acceptance}).items():
+            write_csv(frame_, results / f"{name}.csv", head, settings)
+        plot(privacy, utility, results / "embedding_size.png")
+    write_markdown(results, readme)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return 130
-    summarise(run_dir, args.results, command_line(), args.readme)
+    summarise(run_dir, args.results, command_line(), args.readme is not None)
     return 0
 
 

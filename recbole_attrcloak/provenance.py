@@ -102,6 +102,17 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def device_name(device: Any) -> str:
+    """What a torch device is, for result tables: the GPU's model name for CUDA (e.g. "NVIDIA
+    H200"), else the device type ("cpu")."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
 def _gpus() -> str:
     try:
         done = subprocess.run(

@@ -33,6 +33,7 @@ from recbole_attrcloak.config import (
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.data.attributes import AttributeLabels, load_attributes
 from recbole_attrcloak.defences import DEFENCES, check_backbone, get_defence
+from recbole_attrcloak.provenance import device_name
 from recbole_attrcloak.registry import get_model, user_side
 
 logger = logging.getLogger(__name__)
@@ -110,6 +111,7 @@ def run(
             config, checkpoint_path, record.stages, result, record.seconds, ctx.attributes
         )
         content["output_dir"] = str(out)
+        content["device"] = device_name(config["device"])
         if export_embeddings:
             content["embeddings"] = report.save_embeddings(
                 out / report.EMBEDDINGS, user_tokens(ctx.dataset), record.embeddings

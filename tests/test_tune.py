@@ -114,11 +114,26 @@ def test_ids_are_stable_and_yaml_reads_exponents(tmp_path):
         (_spec(metric="ndcg@10"), "metric must be one of"),
         (_spec(kfold_check="yes"), "kfold_check is true or false"),
         (_spec(waves=["seed"]), "waves names one config key"),
+        (_spec(search={"checkpoint": "no/such.pth"}), "no checkpoint file"),
     ],
 )
 def test_bad_specs(spec, message):
     with pytest.raises(SpecError, match=message):
         load_spec(spec)
+
+
+def test_a_checkpoint_is_its_own_training_group(tmp_path):
+    # a group that loads a checkpoint is not the group that trains the same config, and its
+    # jobs pass the path as run()'s checkpoint, not as a RecBole key
+    path = tmp_path / "BPR.pth"
+    path.write_bytes(b"")
+    search = {"checkpoint": {"grid": [None, str(path)]}, "au_mode": {"grid": ["dd", "df"]}}
+    spec = load_spec(_spec(search=search))
+    assert len(spec.trials) == 4 and len(spec.groups()) == 2
+    loaded = next(t for t in spec.trials if t.config["checkpoint"])
+    job = runner._job(spec, loaded, loaded.training_config(), tmp_path, runner.Deadline())
+    assert job["checkpoint"] == str(path) and "checkpoint" not in job["config"]
+    assert "audit of checkpoint" in runner._label(loaded, spec.swept_keys(), training=True)
 
 
 def test_presets():

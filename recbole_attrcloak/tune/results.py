@@ -5,7 +5,9 @@ small table helpers (means over seeds, gaps to chance, Markdown).
 Flat column names: test utility as RecBole names it (``ndcg@10``), validation utility
 ``valid/ndcg@10``, per attribute ``ATTR/chance`` and ``ATTR/majority``, per shadow-protocol
 attacker ``ATTR/ATTACKER/balanced_accuracy`` and ``…/accuracy`` (means over the audit's
-repeats), per k-fold attacker ``ATTR/kfold/ATTACKER/…``.
+repeats), per k-fold attacker ``ATTR/kfold/ATTACKER/…``; the audit's verdict per attribute
+``ATTR/p_two_sided`` (the two-sided familywise permutation p-value it rests on, NaN without a
+permutation test), ``ATTR/verdict`` and ``ATTR/strongest`` (``protocol/attacker``).
 """
 
 from __future__ import annotations
@@ -75,6 +77,11 @@ def stage_columns(stage: Mapping[str, Any]) -> dict[str, float]:
             for attacker in ATTACKERS:
                 for metric in METRICS_PER_ATTACKER if attacker in results else ():
                     row[f"{attr}/{protocol}{attacker}/{metric}"] = results[attacker][metric]["mean"]
+        strongest = entry.get("strongest", {})
+        p_value = strongest.get("p_value_two_sided")
+        row[f"{attr}/p_two_sided"] = math.nan if p_value is None else float(p_value)
+        row[f"{attr}/verdict"] = strongest.get("verdict", "")
+        row[f"{attr}/strongest"] = f"{strongest.get('protocol')}/{strongest.get('attacker')}"
     return row
 
 
@@ -91,6 +98,7 @@ def flatten(report: Mapping[str, Any], folder: Path | None = None) -> dict[str, 
     row["seconds"] = seconds.get("unlearn", row["train_s"])
     unlearning = report.get("unlearning", {})
     row["steps"] = unlearning.get("steps", math.nan)
+    row["device"] = report.get("device", "")
     log = folder / "recbole.log" if folder is not None else None
     row["epochs"] = unlearning.get("epochs", _epochs_run(log))
     return row
@@ -142,14 +150,17 @@ def attributes_in(frame: pd.DataFrame) -> list[str]:
 
 
 def gap_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row, ``|balanced accuracy − chance|`` per attribute and shadow attacker
-    (``gap/ATTR/ATTACKER``) and their maximum (``max_gap``)."""
+    """Per row, ``|balanced accuracy − chance|`` per attribute and attacker of each protocol the
+    audit ran (``gap/ATTR/ATTACKER`` for the shadow protocol, ``gap/ATTR/kfold/ATTACKER``) and
+    their maximum (``max_gap``)."""
     gaps = {}
     for attr in attributes_in(frame):
-        for attacker in ATTACKERS:
-            column = f"{attr}/{attacker}/balanced_accuracy"
-            if column in frame:
-                gaps[f"gap/{attr}/{attacker}"] = (frame[column] - frame[f"{attr}/chance"]).abs()
+        for protocol in ("", "kfold/"):
+            for attacker in ATTACKERS:
+                column = f"{attr}/{protocol}{attacker}/balanced_accuracy"
+                if column in frame:
+                    gap = (frame[column] - frame[f"{attr}/chance"]).abs()
+                    gaps[f"gap/{attr}/{protocol}{attacker}"] = gap
     out = pd.DataFrame(gaps, index=frame.index)
     out["max_gap"] = out.max(axis=1) if gaps else math.nan
     return out

@@ -31,7 +31,7 @@ from recbole_attrcloak.quick_start import run
 from recbole_attrcloak.tune import ray_compat
 from recbole_attrcloak.tune.cluster import ray_session
 from recbole_attrcloak.tune.results import after_stage, kfold_gaps, tune_metrics
-from recbole_attrcloak.tune.spec import METRICS, Spec, Trial, load_spec
+from recbole_attrcloak.tune.spec import CHECKPOINT_KEY, METRICS, Spec, Trial, load_spec
 from recbole_attrcloak.tune.summary import collect, select, write_outputs
 from recbole_attrcloak.tune.workdir import (
     REPORT,
@@ -152,19 +152,25 @@ def run_trials(
 
 def _label(trial: Trial, keys: list[str], training: bool = False) -> str:
     config = trial.training_config() if training else trial.config
-    shown = [f"{k}={config[k]}" for k in keys if k in config and k != "unlearn"]
-    what = "training" if training else config["unlearn"]
+    hidden = ("unlearn", CHECKPOINT_KEY)
+    shown = [f"{k}={config[k]}" for k in keys if k in config and k not in hidden]
+    loads = "audit of checkpoint" if CHECKPOINT_KEY in config else "training"
+    what = loads if training else config["unlearn"]
     return " ".join([trial.model, trial.dataset, what, *shown])
 
 
 def _job(spec: Spec, trial: Trial, config: dict, folder: Path, deadline: Deadline) -> dict:
     """What one Tune trial runs: ``quick_start.run`` of ``config`` into ``folder``, with the
-    audit's worker processes following the trial's CPUs."""
+    audit's worker processes following the trial's CPUs; a ``checkpoint`` key of the config
+    becomes the run's checkpoint (the model is loaded, not trained)."""
+    config = dict(config)
+    checkpoint = config.pop(CHECKPOINT_KEY, None)
     return {
         "model": trial.model,
         "dataset": trial.dataset,
         "config_files": list(spec.config_files),
         "config": config | {"audit_n_jobs": max(1, int(spec.resources["cpu"]))},
+        "checkpoint": checkpoint,
         "output_dir": str(folder),
         "not_after": deadline.start,
     }
@@ -172,7 +178,8 @@ def _job(spec: Spec, trial: Trial, config: dict, folder: Path, deadline: Deadlin
 
 def _train_jobs(spec: Spec, wave: list[Trial], work: Path, deadline: Deadline) -> dict:
     """One job per training group of ``wave`` without a report: the group's first trial's
-    training config and audit keys, ``unlearn: none``."""
+    training config and audit keys, ``unlearn: none`` (on the group's ``checkpoint`` when it
+    names one: then the job only audits it)."""
     jobs, first = {}, spec.groups()
     for group_id in dict.fromkeys(t.group_id for t in wave):
         folder = train_folder(work, group_id)

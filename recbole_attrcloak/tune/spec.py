@@ -45,6 +45,9 @@ _TOP_LEVEL = {
 }
 #: Keys that only change the audit: trials differing in them share one trained model.
 AUDIT_KEYS = frozenset({"sensitive_attributes", "audit", "audit_seed", "audit_n_jobs"})
+#: Not a RecBole key: a training group whose config names a checkpoint loads it instead of
+#: training (its original job audits the checkpoint, its trials run on it).
+CHECKPOINT_KEY = "checkpoint"
 
 
 class SpecError(ValueError):
@@ -208,6 +211,10 @@ def load_spec(source: str | Path | Mapping[str, Any], overrides: Mapping[str, An
             seen.setdefault(trial.trial_id, trial)
     spec.trials = list(seen.values())
     check_trials(spec)
+    for trial in spec.trials:
+        path = trial.config.get(CHECKPOINT_KEY)
+        if path is not None and not (isinstance(path, str) and Path(path).is_file()):
+            raise SpecError(f"{CHECKPOINT_KEY}: no checkpoint file {path!r}")
     return spec
 
 

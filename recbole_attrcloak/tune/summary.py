@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from recbole_attrcloak.provenance import describe, machine, machine_line
 from recbole_attrcloak.report import atomic_path
 from recbole_attrcloak.tune.results import (
     after_stage,
@@ -31,6 +33,7 @@ from recbole_attrcloak.tune.spec import Spec, Trial
 from recbole_attrcloak.tune.workdir import (
     check_folder,
     read_outcome,
+    read_record,
     status,
     train_folder,
     trial_folder,
@@ -303,8 +306,12 @@ def summary(
     ok = table[table["status"] == "ok"]
     failed = table[table["status"] != "ok"]
     swept = [k for k in spec.swept_keys() if k in table]
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"# Sweep `{spec.name}`: {_pairs(spec)}",
+        "",
+        f"Written on {now}. {machine_line(machine())} Trials run by code "
+        f"{describe(read_record(work).get('code'))} (sweep.json).",
         "",
         f"{len(table)} trials ({len(ok)} finished, {len(failed)} failed or not run) in "
         f"{len(spec.groups())} training group(s); this run: "

@@ -1,0 +1,104 @@
+"""The generated parts of the documentation: blocks between ``<!-- BEGIN name -->`` and
+``<!-- END name -->`` in README.md, benchmarks/README.md and docs/*.md, and the summaries of
+the results folders, each rendered from committed CSVs by a function registered here.
+
+``write_blocks()`` rewrites them (the benchmark scripts call it after writing their CSVs);
+``benchmarks/check.py`` renders them again and compares.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+BLOCK = re.compile(r"<!-- BEGIN (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- END (?P=name) -->", re.S)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A block's renderer: ``render(results folder, link to it from the document)``."""
+
+    results: str  # under benchmarks/results
+    render: Callable[[Path, str], str]
+
+
+def _registry() -> dict[str, Source]:
+    import _ablation_md
+    import _es_md
+    import _paper_md
+    import _studies_md
+
+    return {
+        "paper_tables": Source("paper_tables", _paper_md.readme_block),
+        "originals": Source("paper_tables", _paper_md.originals_block),
+        "attrcloak": Source("paper_tables", _paper_md.attrcloak_block),
+        "baselines": Source("paper_tables", _paper_md.baselines_block),
+        "embedding_size": Source("embedding_size", _es_md.readme_block),
+        "ablation": Source("ablation", _ablation_md.readme_block),
+        "scale": Source("scale", _studies_md.scale_block),
+        "distributions": Source("distributions", _studies_md.distributions_block),
+    }
+
+
+def _summaries() -> dict[str, Callable[[Path], str]]:
+    """Result files rendered from the CSVs beside them, by path under benchmarks/results."""
+    import _es_md
+    import _paper_md
+
+    return {
+        "paper_tables/summary.md": _paper_md.summary_markdown,
+        "embedding_size/summary.md": _es_md.summary_markdown,
+    }
+
+
+def documents(root: Path = REPO) -> list[Path]:
+    """The documents whose numbers must come from results: README.md, benchmarks/README.md,
+    docs/*.md."""
+    return [root / "README.md", root / "benchmarks" / "README.md", *sorted(root.glob("docs/*.md"))]
+
+
+def render_block(name: str, document: Path, root: Path = REPO) -> str:
+    """Block ``name`` as ``document`` (under ``root``) should hold it; KeyError if unknown."""
+    source = _registry()[name]
+    results = root / "benchmarks" / "results" / source.results
+    link = os.path.relpath(results, document.parent)
+    return source.render(results, link).rstrip() + "\n"
+
+
+def render_summaries(root: Path = REPO) -> dict[Path, str]:
+    """Every summary rendered from its folder's CSVs (folders without CSVs are left out)."""
+    out = {}
+    for relative, render in _summaries().items():
+        path = root / "benchmarks" / "results" / relative
+        if any(path.parent.glob("*.csv")):
+            out[path] = render(path.parent)
+    return out
+
+
+def rendered(text: str, document: Path, root: Path = REPO) -> str:
+    """``text`` with every block replaced by its rendering."""
+
+    def replace(match: re.Match) -> str:
+        name = match["name"]
+        return f"<!-- BEGIN {name} -->\n{render_block(name, document, root)}<!-- END {name} -->"
+
+    return BLOCK.sub(replace, text)
+
+
+def write_blocks(root: Path = REPO) -> None:
+    """Rewrite every generated block of the documents and every summary from the CSVs."""
+    for path, text in render_summaries(root).items():
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}", flush=True)
+    for document in documents(root):
+        text = document.read_text(encoding="utf-8")
+        new = rendered(text, document, root)
+        if new != text:
+            document.write_text(new, encoding="utf-8")
+            print(f"wrote {document}", flush=True)

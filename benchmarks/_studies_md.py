@@ -1,0 +1,90 @@
+"""benchmarks/README.md's ``scale`` and ``distributions`` blocks, rendered from the CSVs of
+``benchmarks/scale.py`` (results/scale: df.csv on the CPU, cuda/df.csv on a GPU, dd.csv) and
+``benchmarks/distributions.py`` (results/distributions/dims.csv); each CSV's Markdown twin
+(df.md, dd.md, summary.md) holds its command, date and machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from recbole_attrcloak.tune.results import markdown_table
+
+
+def scale_block(results: Path, link: str) -> str:
+    """AttrCloak-DF on synthetic users per device and size: steps and why it stopped, seconds
+    per step and in all, peak memory (host RSS on the CPU, the CUDA allocator's peak on a GPU)
+    against the table's size; then one DD step against one training epoch."""
+    lines = []
+    rows = []
+    for relative in ("df.csv", "cuda/df.csv"):
+        path = results / relative
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path)
+        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+        for _, r in frame.iterrows():
+            cuda = r["device"] == "cuda"
+            peak = r["peak_cuda_gb"] if cuda else r["peak_rss_gb"]
+            cap = f" (cap {int(r['step_cap'])})" if "step_cap" in r else ""
+            rows.append(
+                [
+                    f"[{r['device']}]({link}/{relative.replace('.csv', '.md')})",
+                    f"{int(r['n_users'])} × {int(r['d'])}",
+                    f"{int(r['steps'])}{cap}: {r['stop_reason']}",
+                    f"{r['step_s_median']:.3g}",
+                    f"{r['total_s']:.3g}",
+                    f"{peak:.2f} ({'CUDA allocator' if cuda else 'host RSS'})",
+                    f"{r['table_gb']:.2f}",
+                ]
+            )
+    if rows:
+        header = [
+            "device",
+            "users × d",
+            "steps: stop",
+            "s/step",
+            "total s",
+            "peak GiB",
+            "table GiB",
+        ]
+        lines += [
+            "AttrCloak-DF on synthetic users (generated from the CSVs; each `.md` beside them has "
+            "the command, date, machine and the code's settings, which predate issue 12's "
+            "objective):",
+            "",
+            *markdown_table(header, rows),
+        ]
+    dd = results / "dd.csv"
+    if dd.is_file():
+        frame = pd.read_csv(dd)
+        parts = [
+            f"{r['dd_step_per_epoch']:.2f} of a training epoch with `{r['retention']}` retention"
+            for _, r in frame.iterrows()
+        ]
+        lines.append(
+            f"One DD step on ml-100k BPR ([`dd.md`]({link}/dd.md)) costs {' and '.join(parts)}."
+        )
+    return "\n".join(lines) or f"No scale results in [`{link}`]({link}) yet."
+
+
+def distributions_block(results: Path, link: str) -> str:
+    """Per dimension, the KL and the overlap between the gender classes' Gaussians before and
+    after AttrCloak: how many dimensions moved closer, the sums, the most separated one."""
+    path = results / "dims.csv"
+    if not path.is_file():
+        return f"No distribution results in [`{link}`]({link}) yet."
+    dims = pd.read_csv(path)
+    fell = int((dims["kl_after"] < dims["kl_before"]).sum())
+    rose = int((dims["overlap_after"] > dims["overlap_before"]).sum())
+    top = dims.loc[dims["kl_before"].idxmax()]
+    return (
+        f"From [`dims.csv`]({link}/dims.csv) (generated; [`summary.md`]({link}/summary.md) has "
+        "the run, its audit and utility): the KL between the gender classes fell in "
+        f"{fell} of {len(dims)} dimensions (sum {dims['kl_before'].sum():.2f} → "
+        f"{dims['kl_after'].sum():.2f}) and their overlap rose in {rose}; on the most separated "
+        f"dimension ({int(top['dim'])}) the KL went {top['kl_before']:.3f} → "
+        f"{top['kl_after']:.3f} and the overlap {top['overlap_before']:.3f} → "
+        f"{top['overlap_after']:.3f}."
+    )
