@@ -67,7 +67,14 @@ DEFENCES: dict[str, Defence] = {
         ),
         Defence("u2u", "U2U-R", f"{_U}.distance_unlearning:run_u2u", Kind.POST_TRAINING),
         Defence("d2d", "D2D-R", f"{_U}.distance_unlearning:run_d2d", Kind.POST_TRAINING),
-        Defence("rap", "RAP", "recbole_attrcloak.retrain:run_rap", Kind.RETRAINING, ("BPR",)),
+        # RAP's backbones: those of model.rap.RAP_VARIANTS (tests/test_baselines.py checks).
+        Defence(
+            "rap",
+            "RAP",
+            "recbole_attrcloak.retrain:run_rap",
+            Kind.RETRAINING,
+            ("BPR", "NeuMF", "LightGCN"),
+        ),
         Defence("blurme", "BlurMe", "recbole_attrcloak.retrain:run_blurme", Kind.RETRAINING),
         Defence("ldp", "LDP-SH", "recbole_attrcloak.retrain:run_ldp", Kind.RETRAINING),
     )
@@ -121,11 +128,19 @@ CATALOGUE: dict[str, Method] = {
 }
 
 
-def get_defence(name: str) -> Callable | None:
-    """The defence function for ``--unlearn name`` (None for ``none``)."""
+def get_defence(name: str, model: str | None = None) -> Callable | None:
+    """The defence function for ``--unlearn name`` (None for ``none``); with ``model``, also
+    check that the defence applies to that backbone (before any training)."""
     if name not in CHOICES:
         raise ValueError(f"unknown --unlearn method '{name}': choose one of {sorted(CHOICES)}")
-    return None if name == "none" else DEFENCES[name].load()
+    if name == "none":
+        return None
+    defence = DEFENCES[name]
+    if model is not None and not defence.applies_to(model):
+        raise ValueError(
+            f"--unlearn {name} applies to the backbones {list(defence.backbones)}, not {model}"
+        )
+    return defence.load()
 
 
 def method_of(settings: Mapping[str, Any]) -> Method | None:

@@ -68,7 +68,7 @@ def run(
     compat.apply_recbole_shims()  # numpy >= 2 / scipy >= 1.13; also in every Ray Tune trial
     overrides = _overrides(config_dict, unlearn, attributes)
     method = overrides.get("unlearn", "none")
-    defence = get_defence(method)
+    defence = get_defence(method, model)
     out = _prepare_output_dir(output_dir, model, dataset, method)
     tic = time.perf_counter()
     config, ckpt = _load_config(model, dataset, config_files, overrides, checkpoint)
