@@ -6,7 +6,13 @@ Pure torch: no RecBole, Ray or scikit-learn imports here.
 """
 
 from recbole_attrcloak.losses.adversary import AdversaryGame, AttributeAdversary, reverse_gradient
-from recbole_attrcloak.losses.distances import d2d_loss, mmd2, u2u_loss
+from recbole_attrcloak.losses.distances import (
+    MMDEstimator,
+    d2d_loss,
+    mmd2,
+    random_fourier_features,
+    u2u_loss,
+)
 from recbole_attrcloak.losses.moo import LossWeights, Solver, flat_grad, solve_alpha
 from recbole_attrcloak.losses.mutual_info import (
     Covariance,
@@ -26,6 +32,7 @@ __all__ = [
     "GaussianMIBound",
     "LeakageObjective",
     "LossWeights",
+    "MMDEstimator",
     "RelabelingNull",
     "Solver",
     "Target",
@@ -36,6 +43,7 @@ __all__ = [
     "gaussian_kl",
     "gaussian_kl_terms",
     "mmd2",
+    "random_fourier_features",
     "solve_alpha",
     "reverse_gradient",
     "u2u_loss",
