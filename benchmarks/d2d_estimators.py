@@ -20,6 +20,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -157,7 +158,8 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         f"Command: `{payload['command']}`",
         "",
-        f"Date: {payload['date']}. {payload['machine']} {payload['threads']} torch threads.",
+        f"Date: {payload['date']}. {payload['machine']} {payload['threads']} torch threads; "
+        f"load average {payload['load']} at the end (seconds grow with the load).",
         "",
         f"Model: BPR, configs/default.yaml, seed {s['seed']}"
         + (f", {s['epochs']} epochs" if s["epochs"] else ", trained to early stopping")
@@ -230,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "estimates": estimates(ctx, features, args.draws, args.seed),
         "runs": d2d_runs(ctx, args.run_features, args.exact_steps),
     }
+    payload["load"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.dataset}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (args.out / f"{args.dataset}.md").write_text(markdown(payload))
