@@ -6,6 +6,7 @@ unpickle with stock RecBole, without this package installed.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,21 +33,34 @@ def property_files(model_name: str) -> list[str]:
     return [str(f) for f in files if f.is_file()]
 
 
+def backbone_files(model_class: type) -> list[str]:
+    """RecBole's defaults YAML of the backbone a model of ours extends (``RAPNeuMF`` →
+    ``NeuMF.yaml``): RecBole looks its model YAML up by model name, so a variant would otherwise
+    miss its backbone's keys. Kept apart from ``property_files``: these are architecture keys,
+    which a checkpoint's own values must keep."""
+    backbone = getattr(model_class, "backbone", None)
+    if not isinstance(backbone, str):
+        return []
+    path = Path(inspect.getfile(Config)).parent.parent / "properties" / "model" / f"{backbone}.yaml"
+    return [str(path)] if path.is_file() else []
+
+
 def build_config(
     model: str,
     dataset: str,
     config_files: Sequence[str] = (),
     overrides: Mapping[str, Any] | None = None,
 ) -> Config:
-    """A RecBole Config for ``model`` on ``dataset``: RecBole defaults < our properties < the
-    user's config files < ``overrides`` < RecBole's ``--key=value`` command-line arguments."""
+    """A RecBole Config for ``model`` on ``dataset``: RecBole defaults < the backbone's RecBole
+    defaults (a variant of ours) < our properties < the user's config files < ``overrides`` <
+    RecBole's ``--key=value`` command-line arguments."""
     files = [path for path in config_files if read_config_file(path)]  # RecBole fails on empty
     model_class = get_model(model)
     compat.apply_recbole_shims()  # before Config.compatibility_settings reads numpy's aliases
     config = Config(
         model=model_class,
         dataset=dataset,
-        config_file_list=[*property_files(model), *files],
+        config_file_list=[*backbone_files(model_class), *property_files(model), *files],
         config_dict=dict(overrides or {}),
     )
     given = {**config.file_config_dict, **config.variable_config_dict, **config.cmd_config_dict}

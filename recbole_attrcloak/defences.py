@@ -68,7 +68,15 @@ DEFENCES: dict[str, Defence] = {
         ),
         Defence("u2u", "U2U-R", f"{_U}.distance_unlearning:run_u2u", Kind.POST_TRAINING),
         Defence("d2d", "D2D-R", f"{_U}.distance_unlearning:run_d2d", Kind.POST_TRAINING),
-        Defence("rap", "RAP", f"{_R}:run_rap", Kind.RETRAINING, ("BPR",), ("retrain",)),
+        # RAP's backbones: those of model.rap.RAP_VARIANTS (tests/test_baselines.py checks).
+        Defence(
+            "rap",
+            "RAP",
+            f"{_R}:run_rap",
+            Kind.RETRAINING,
+            ("BPR", "NeuMF", "LightGCN"),
+            ("retrain",),
+        ),
         Defence("blurme", "BlurMe", f"{_R}:run_blurme", Kind.RETRAINING, folders=("derived",)),
         Defence("ldp", "LDP-SH", f"{_R}:run_ldp", Kind.RETRAINING, folders=("derived",)),
     )
@@ -136,9 +144,12 @@ def check_backbone(name: str, model: str) -> None:
         raise ValueError(f"--unlearn {name} applies to {', '.join(defence.backbones)}, not {model}")
 
 
-def get_defence(name: str) -> Callable | None:
-    """The defence function for ``--unlearn name`` (None for ``none``)."""
+def get_defence(name: str, model: str | None = None) -> Callable | None:
+    """The defence function for ``--unlearn name`` (None for ``none``); with ``model``, also
+    check that the defence applies to that backbone (before any training)."""
     check_method(name)
+    if model is not None:
+        check_backbone(name, model)
     return None if name == "none" else DEFENCES[name].load()
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from recbole_attrcloak.audit.settings import AuditPreset
 from recbole_attrcloak.engine import DDRetention, Mode, Objective
 from recbole_attrcloak.engine.optim import OPTIMIZERS
-from recbole_attrcloak.losses import Covariance, Solver, Target
+from recbole_attrcloak.losses import AdversaryGame, Covariance, MMDEstimator, Solver, Target
 
 #: Prefixes of our keys: any other key with one of them is a typo.
 PREFIXES = ("au_", "audit_", "du_", "u2u_", "d2d_", "rap_", "blurme_", "ldp_")
@@ -211,9 +211,12 @@ KEYS: dict[str, Check] = {
     "du_steps": integer(1),
     "du_learner": choice(OPTIMIZERS, fold_case=True),
     "du_learning_rate": real("(0, 1]"),
+    "d2d_estimator": choice(MMDEstimator),
+    "d2d_features": integer(1),
     # RAP
     "rap_lambda": real("[0, inf)"),
     "rap_hidden_size": integer(1),
+    "rap_game": choice(AdversaryGame),
     # BlurMe
     "blurme_p": real("(0, 1]"),
     "blurme_c": real("(0, inf)"),

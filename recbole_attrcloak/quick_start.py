@@ -167,6 +167,16 @@ def _load_or_train(ctx: RunContext, ckpt: dict | None, path: str | None) -> str:
     return str(path)
 
 
+def load_context(
+    config: Config, ckpt: dict | None, path: str | None, out: Path
+) -> tuple[RunContext, str]:
+    """The run's data and model, loaded from ``ckpt`` (read from ``path``) or trained now into
+    ``out``: what a defence gets (for benchmarks that call a defence directly); also the path of
+    the model's checkpoint."""
+    ctx = _prepare(config, Path(out))
+    return ctx, _load_or_train(ctx, ckpt, path)
+
+
 def _discard_log(handler: logging.Handler, log: Path, folder: Path | None) -> None:
     """Remove the run's log (and ``folder``, created by the run, if that leaves it empty)."""
     logging.getLogger().removeHandler(handler)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from recbole_attrcloak.model import RAPBPR, RAPTrainer
+from recbole_attrcloak.model import RAP_VARIANTS, RAPTrainer
 
 _RECBOLE_MODEL_PACKAGES = (
     "general_recommender",
@@ -31,9 +31,9 @@ _RECBOLE_MODEL_PACKAGES = (
 )
 
 #: Our RecBole model classes by name.
-MODELS: dict[str, type] = {"RAPBPR": RAPBPR}
+MODELS: dict[str, type] = {cls.__name__: cls for cls in RAP_VARIANTS.values()}
 #: Our trainer classes by model name.
-TRAINERS: dict[str, type] = {"RAPBPR": RAPTrainer}
+TRAINERS: dict[str, type] = dict.fromkeys(MODELS, RAPTrainer)
 
 
 def get_model(name: str) -> type:
@@ -131,7 +131,6 @@ def _all_users(model: nn.Module) -> torch.Tensor:
 
 register_user_side("BPR", ["user_embedding."])
 register_user_side("ENMF", ["user_embedding."])
-register_user_side("RAPBPR", ["user_embedding."])
 register_user_side("NeuMF", ["user_mf_embedding.", "user_mlp_embedding."])
 register_user_side("LightGCN", ["user_embedding."], lambda m: m.forward()[0])
 register_user_side("NGCF", ["user_embedding."], lambda m: m.forward()[0])
@@ -140,6 +139,8 @@ register_user_side(
     ["user_linear.", "user_fc_layers."],
     lambda m: m.user_fc_layers(m.get_user_embedding(_all_users(m))),
 )
+# A RAP variant (RAPBPR ...) has the user side of its backbone.
+USER_SIDE.update({v.__name__: USER_SIDE[v.backbone] for v in RAP_VARIANTS.values()})
 
 
 def user_side(model: nn.Module) -> UserSide:

@@ -1,5 +1,6 @@
 """Retraining defences: a new backbone is trained from scratch with RecBole's trainer. RAP
-trains a BPR backbone against attribute attackers (``model.RAPBPR``); BlurMe and LDP-SH
+trains the backbone against attribute attackers (``model.rap``: RAPBPR, RAPNeuMF,
+RAPLightGCN); BlurMe and LDP-SH
 obfuscate the training interactions first.
 
 The obfuscated data is a derived atomic dataset under ``<output_dir>/derived/<dataset>-<method>``
@@ -36,7 +37,7 @@ from recbole_attrcloak.data.obfuscation import (
     with_profiles,
 )
 from recbole_attrcloak.keys import BlurMeStrategy, check_values, with_prefix
-from recbole_attrcloak.model.rap import RAPBPR, check_rap_config
+from recbole_attrcloak.model.rap import RAP_VARIANTS, check_rap_config
 from recbole_attrcloak.registry import get_model
 
 logger = logging.getLogger(__name__)
@@ -220,24 +221,32 @@ def run_ldp(ctx: RunContext) -> DefenceResult:
 
 
 def run_rap(ctx: RunContext) -> DefenceResult:
-    """``--unlearn rap``: train RAPBPR from scratch on the run's data (BPR backbone only)."""
-    if ctx.config["model"] != "BPR":
-        raise ValueError(f"--unlearn rap retrains a BPR backbone, not {ctx.config['model']}")
+    """``--unlearn rap``: train the run's backbone from scratch as its RAP variant
+    (``RAP_VARIANTS``: BPR, NeuMF, LightGCN) on the run's data."""
+    backbone = ctx.config["model"]
+    variant = RAP_VARIANTS.get(backbone)
+    if variant is None:
+        raise ValueError(
+            f"--unlearn rap retrains one of {sorted(RAP_VARIANTS)} as its RAP variant, "
+            f"not {backbone}"
+        )
     check_rap_config(ctx.config)
+    name = variant.__name__
     config = copy.deepcopy(ctx.config)
-    config["model"] = "RAPBPR"
-    config.model, config.model_class = "RAPBPR", RAPBPR
+    config["model"] = name
+    config.model, config.model_class = name, variant
     config["checkpoint_dir"] = str(ctx.output_dir / "retrain")
     init_seed(config["seed"], config["reproducibility"])
-    model = RAPBPR(config, ctx.train_data._dataset).to(config["device"])
+    model = variant(config, ctx.train_data._dataset).to(config["device"])
     trainer = fit_model(config, model, ctx.train_data, ctx.valid_data)
     info = {
-        "model": "RAPBPR",
+        "model": name,
         "lambda": model.rap_lambda,
+        "game": model.adversary.game.value,
         "hidden_size": int(config["rap_hidden_size"]),
         **training_summary(trainer),
         "loss_parts": {
-            "bpr": [a for a, _ in trainer.loss_parts],
+            "recommender": [a for a, _ in trainer.loss_parts],
             "attacker": [b for _, b in trainer.loss_parts],
         },
     }

@@ -50,7 +50,10 @@ def _cli(capsys, *args: str) -> tuple[int, list[str]]:
         (["--unlearn=attrcloak", "--au_learner=foo"], "au_learner must be one of"),
         (["--au_target_ratio=0", "--unlearn=attrcloak"], "au_target_ratio must be > 0"),
         (["--epochs=1", "--epochs=2"], "--epochs is given twice"),
-        (["--unlearn=rap", "-m", "NeuMF"], "--unlearn rap applies to BPR, not NeuMF"),
+        (
+            ["--unlearn=rap", "-m", "NGCF"],
+            "--unlearn rap applies to BPR, NeuMF, LightGCN, not NGCF",
+        ),
         (["--config_files", "MALFORMED"], "not valid YAML"),
         (["--config_files", "UNLEARN_MAGIC"], "unknown --unlearn method 'magic'"),
     ],

@@ -150,7 +150,7 @@ def test_method_catalogue_covers_the_registry():
     for name, method in METHODS.items():
         assert method_name(method.config) == name
     assert method_name({"unlearn": "attrcloak"}) == "attrcloak"  # no variant named: the defence
-    assert METHODS["rap"].models == ("BPR",) and METHODS["ldp"].retrains
+    assert METHODS["rap"].models == ("BPR", "NeuMF", "LightGCN") and METHODS["ldp"].retrains
 
 
 def test_benchmarks_hold_no_process_pool():

@@ -178,7 +178,10 @@ def _spec(**config) -> dict:
         ({"unlearn": "ldp", "ldp_epsilon": {"grid": [1.0, 0.0]}}, "ldp_epsilon must be > 0"),
         ({"unlearn": "magic"}, "unknown --unlearn method 'magic'"),
         ({"au_dd_topk": {"choice": [0]}}, "au_dd_topk must be an integer >= 1"),
-        ({"unlearn": "rap", "model": {"grid": ["BPR", "NeuMF"]}}, "rap applies to BPR, not NeuMF"),
+        (
+            {"unlearn": "rap", "model": {"grid": ["BPR", "NGCF"]}},
+            "rap applies to BPR, NeuMF, LightGCN, not NGCF",
+        ),
     ],
 )
 def test_sweep_specs_are_checked_before_anything_runs(config, message):

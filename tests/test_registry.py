@@ -102,6 +102,6 @@ def test_defence_table_names_every_method_once():
     assert method_of({"unlearn": "none"}) is None
     with pytest.raises(ValueError, match=r"attrcloak: the settings must select one variant"):
         method_of({"unlearn": "attrcloak"})
-    assert DEFENCES["rap"].applies_to("BPR") and not DEFENCES["rap"].applies_to("LightGCN")
+    assert DEFENCES["rap"].applies_to("BPR") and not DEFENCES["rap"].applies_to("NGCF")
     with pytest.raises(ValueError, match="unknown --unlearn method 'magic'"):
         get_defence("magic")

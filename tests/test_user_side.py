@@ -20,15 +20,23 @@ from tests.conftest import toy_context
 #: is listed here.
 MODES: dict[str, dict[str, dict]] = {
     "attrcloak": {
-        "df": {"au_mode": "df"},
-        "dd-ranking": {"au_mode": "dd", "au_dd_retention": "ranking"},
-        "dd-train_loss": {"au_mode": "dd", "au_dd_retention": "train_loss"},
+        # the default objective, held to |z| = 0 (never met): every step taken
+        "df-relabel": {"au_mode": "df", "au_z_tol": 0.0, "au_z_margin": 0.0},
+        "dd-relabel": {"au_mode": "dd", "au_z_tol": 0.0, "au_z_margin": 0.0},
+        "df": {"au_mode": "df", "au_objective": "gaussian"},
+        "dd-ranking": {"au_mode": "dd", "au_dd_retention": "ranking", "au_objective": "gaussian"},
+        "dd-train_loss": {
+            "au_mode": "dd",
+            "au_dd_retention": "train_loss",
+            "au_objective": "gaussian",
+        },
     },
     "u2u": {"ranking": {"du_regularizer": "ranking"}, "l2": {"du_regularizer": "l2"}},
     "d2d": {"ranking": {"du_regularizer": "ranking"}, "l2": {"du_regularizer": "l2"}},
 }
 FEW_STEPS = {
-    # target zero is never met: the run takes every step and keeps a moved state
+    # the Gaussian bound's target zero is never met: the run takes every step and keeps a moved
+    # state
     "au_max_steps": 4,
     "au_check_every": 2,
     "au_target": "zero",
@@ -96,7 +104,9 @@ def test_only_user_side_parameters_move(trained, backbone, defence, mode):
         if name not in user:
             assert torch.equal(after[name], value), f"{name} changed"
     moved = [name for name in sorted(user) if not torch.equal(after[name], before[name])]
-    assert moved, "no user-side parameter moved"
+    # the relabel cases may keep the original state (the closest to |z| = 0 under the check
+    # draw) after steps that moved the user side: the optimiser check below still applies
+    assert moved or result.info.get("steps") == 0, "no user-side parameter moved"
     # the defence worked on a copy: the original model is untouched
     for name, value in ctx.model.state_dict().items():
         assert torch.equal(value, before[name]), f"the original model's {name} changed"

@@ -1,11 +1,18 @@
 """AttrCloak losses: the leakage objectives (the random-relabeling null, the Gaussian MI bound
-L_AU), two-objective weighting, baseline distances, and the protocol every leakage objective
-implements.
+L_AU), two-objective weighting, the baselines' distances and RAP's adversary, and the protocol
+every leakage objective implements.
 
 Pure torch: no RecBole, Ray or scikit-learn imports here.
 """
 
-from recbole_attrcloak.losses.distances import d2d_loss, mmd2, u2u_loss
+from recbole_attrcloak.losses.adversary import AdversaryGame, AttributeAdversary, reverse_gradient
+from recbole_attrcloak.losses.distances import (
+    MMDEstimator,
+    d2d_loss,
+    mmd2,
+    random_fourier_features,
+    u2u_loss,
+)
 from recbole_attrcloak.losses.moo import LossWeights, Solver, flat_grad, solve_alpha
 from recbole_attrcloak.losses.mutual_info import (
     Covariance,
@@ -18,11 +25,14 @@ from recbole_attrcloak.losses.objective import LeakageObjective, TermReport
 from recbole_attrcloak.losses.relabel import Critic, RelabelingNull, default_critics
 
 __all__ = [
+    "AdversaryGame",
+    "AttributeAdversary",
     "Covariance",
     "Critic",
     "GaussianMIBound",
     "LeakageObjective",
     "LossWeights",
+    "MMDEstimator",
     "RelabelingNull",
     "Solver",
     "Target",
@@ -33,6 +43,8 @@ __all__ = [
     "gaussian_kl",
     "gaussian_kl_terms",
     "mmd2",
+    "random_fourier_features",
     "solve_alpha",
+    "reverse_gradient",
     "u2u_loss",
 ]

@@ -1,13 +1,36 @@
-"""Attribute distinguishability losses of the U2U-R and D2D-R baselines (paper refs. [2], [75])."""
+"""Attribute distinguishability losses of the U2U-R and D2D-R baselines (paper refs. [2], [75]).
+
+D2D's MMD² comes in two estimators (``MMDEstimator``) of the same RBF-mixture kernel:
+
+- ``exact``: the unbiased estimator on the |U|×|U| kernel matrix, O(|U|²) time and memory.
+- ``rff``: random Fourier features (Rahimi & Recht, 2007): k(x, y) = E_ω[φ(x)·φ(y)] with
+  φ(x) = [cos ωᵀx, sin ωᵀx]/√D and ω ~ N(0, I/σ²), D frequencies split over the mixture's
+  bandwidths; the within-class and between-class kernel sums then come from each class's sum
+  of features, O(|U|·D) time and memory. Unbiased for the exact population MMD² (the features
+  are redrawn on each call, so an optimiser sees unbiased gradients of the true kernel rather
+  than fitting one fixed draw); its bandwidths come from the median distance of a random
+  subsample of ``MEDIAN_SAMPLE`` users.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from enum import StrEnum
 
 import torch
 from torch import Tensor
 
 BANDWIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: Users whose pairwise distances set the RFF estimator's bandwidths (median heuristic).
+MEDIAN_SAMPLE = 1024
+
+
+class MMDEstimator(StrEnum):
+    """``d2d_estimator``: how D2D's MMD² is computed."""
+
+    EXACT = "exact"
+    RFF = "rff"
 
 
 def _known_one_hot(emb: Tensor, labels: Tensor, min_size: int) -> tuple[Tensor, Tensor]:
@@ -64,22 +87,82 @@ def _default_bandwidths(sq_dists: Tensor) -> list[float]:
     return [scale * f for f in BANDWIDTH_FACTORS]
 
 
+def _check_bandwidths(bandwidths: Sequence[float]) -> None:
+    if len(bandwidths) == 0 or not all(0.0 < float(b) < float("inf") for b in bandwidths):
+        raise ValueError(f"bandwidths must be positive and finite, got {list(bandwidths)}")
+
+
+def _mmd2_from_sums(block_sums: Tensor, sizes: Tensor) -> Tensor:
+    """Unbiased MMD² of every class pair (k, l), k < l, from the (k, k) sums of kernel values
+    between classes (the diagonal sums including k(x, x) = 1, which is dropped here)."""
+    within = (block_sums.diagonal() - sizes) / (sizes * (sizes - 1.0))
+    between = block_sums / (sizes[:, None] * sizes[None, :])
+    upper = torch.triu_indices(len(sizes), len(sizes), offset=1, device=block_sums.device)
+    rows, cols = upper[0], upper[1]
+    return within[rows] + within[cols] - 2.0 * between[rows, cols]
+
+
 def _block_mmd2(x: Tensor, one_hot: Tensor, bandwidths: Sequence[float] | None) -> Tensor:
     """Unbiased MMD² between every pair of classes (k, l), k < l, with one RBF mixture kernel."""
     sq = _sq_dists(x)
     if bandwidths is None:
         bandwidths = _default_bandwidths(sq)
-    if len(bandwidths) == 0 or not all(0.0 < float(b) < float("inf") for b in bandwidths):
-        raise ValueError(f"bandwidths must be positive and finite, got {list(bandwidths)}")
+    _check_bandwidths(bandwidths)
     kernel = sum(torch.exp(sq / (-2.0 * float(b) ** 2)) for b in bandwidths) / len(bandwidths)
     block_sums = one_hot.T @ kernel @ one_hot  # (k, k): Σ of kernel values between two classes
-    sizes = one_hot.sum(0)
-    # Within a class, drop the diagonal k(x, x) = 1 (unbiased estimator).
-    within = (block_sums.diagonal() - sizes) / (sizes * (sizes - 1.0))
-    between = block_sums / (sizes[:, None] * sizes[None, :])
-    upper = torch.triu_indices(len(sizes), len(sizes), offset=1, device=x.device)
-    rows, cols = upper[0], upper[1]
-    return within[rows] + within[cols] - 2.0 * between[rows, cols]
+    return _mmd2_from_sums(block_sums, one_hot.sum(0))
+
+
+def sampled_bandwidths(
+    x: Tensor, sample: int = MEDIAN_SAMPLE, generator: torch.Generator | None = None
+) -> list[float]:
+    """The median-heuristic bandwidths of ``x`` from the pairwise distances of at most
+    ``sample`` of its rows (drawn without replacement; all rows when there are fewer)."""
+    if x.shape[0] > sample:
+        rows = torch.randperm(x.shape[0], generator=generator, device="cpu")[:sample]
+        x = x[rows.to(x.device)]
+    return _default_bandwidths(_sq_dists(x.detach()))
+
+
+def random_fourier_features(
+    x: Tensor,
+    bandwidths: Sequence[float],
+    n_features: int,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """φ(x), (n, 2·D'), with φ(x)·φ(y) an unbiased estimate of the RBF mixture kernel
+    mean_σ exp(−‖x − y‖²/(2σ²)) and ‖φ(x)‖ = 1: D' = ``n_features`` // len(bandwidths) (at
+    least 1) frequencies ω ~ N(0, I/σ²) per bandwidth, features [cos ωᵀx, sin ωᵀx]/√(D'·B).
+    The frequencies are drawn with ``generator`` (on the CPU, so a seed gives the same draw on
+    every device)."""
+    _check_bandwidths(bandwidths)
+    if n_features < 1:
+        raise ValueError(f"n_features must be >= 1, got {n_features}")
+    per_bandwidth = max(1, n_features // len(bandwidths))
+    scales = torch.tensor(
+        [1.0 / float(b) for b in bandwidths], dtype=torch.float64
+    ).repeat_interleave(per_bandwidth)
+    omega = torch.randn(x.shape[1], scales.numel(), generator=generator, dtype=torch.float64)
+    omega = (omega * scales).to(device=x.device, dtype=x.dtype)
+    projection = x @ omega
+    norm = 1.0 / math.sqrt(scales.numel())
+    return torch.cat([projection.cos(), projection.sin()], dim=1) * norm
+
+
+def _block_mmd2_rff(
+    x: Tensor,
+    one_hot: Tensor,
+    bandwidths: Sequence[float] | None,
+    n_features: int,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """As ``_block_mmd2``, with the kernel sums from random Fourier features: O(n·D)."""
+    x = x - x.mean(0)
+    if bandwidths is None:
+        bandwidths = sampled_bandwidths(x, generator=generator)
+    features = random_fourier_features(x, bandwidths, n_features, generator)
+    class_sums = one_hot.T @ features  # (k, 2D)
+    return _mmd2_from_sums(class_sums @ class_sums.T, one_hot.sum(0))
 
 
 def mmd2(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> Tensor:
@@ -100,12 +183,25 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Sequence[float] | None = None) -> Ten
     return _block_mmd2(torch.cat([x, y]), one_hot, bandwidths)[0]
 
 
-def d2d_loss(emb: Tensor, labels: Tensor, bandwidths: Sequence[float] | None = None) -> Tensor:
-    """Mean over class pairs of mmd2 between the classes' embeddings (labels −1 ignored).
+def d2d_loss(
+    emb: Tensor,
+    labels: Tensor,
+    bandwidths: Sequence[float] | None = None,
+    *,
+    estimator: MMDEstimator | str = MMDEstimator.EXACT,
+    n_features: int = 1024,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Mean over class pairs of the unbiased MMD² between the classes' embeddings (labels −1
+    ignored).
 
-    Classes with fewer than 2 users are skipped (the unbiased estimator needs 2). One kernel for all
-    pairs: by default the bandwidths come from all users with a known label, so that the pairs are
-    measured on one scale. Memory is O(|U|²).
+    Classes with fewer than 2 users are skipped (the unbiased estimator needs 2). One kernel for
+    all pairs: by default the bandwidths come from the users with a known label (all of them for
+    ``exact``, a subsample for ``rff``), so that the pairs are measured on one scale. ``exact``:
+    memory O(|U|²); ``rff``: ``n_features`` random frequencies drawn with ``generator``, memory
+    O(|U|·n_features).
     """
     x, one_hot = _known_one_hot(emb, labels, min_size=2)
+    if MMDEstimator(estimator) is MMDEstimator.RFF:
+        return _block_mmd2_rff(x, one_hot, bandwidths, n_features, generator).mean()
     return _block_mmd2(x, one_hot, bandwidths).mean()

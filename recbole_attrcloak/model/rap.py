@@ -1,52 +1,55 @@
-"""RAP (Beigi et al., WSDM 2020) on a BPR backbone: the model ``RAPBPR``.
+"""RAP (Beigi et al., WSDM 2020) as RecBole model variants: ``RAPBPR``, ``RAPNeuMF``,
+``RAPLightGCN``.
 
-In-training adversarial learning: an MLP attacker per sensitive attribute predicts the attribute
-from the user embedding and minimises its cross-entropy L_att; the recommender minimises
-L_BPR − λ·L_att. Both are trained by RecBole's normal trainer in one pass: the attacker's input
-goes through a gradient-reversal layer, so one optimiser step descends L_att for the attacker
-and L_BPR − λ·L_att for the embeddings. ``calculate_loss`` returns (L_BPR, L_att), which RecBole
-logs as ``train_loss1`` and ``train_loss2``.
+In-training adversarial learning: the backbone's own loss L_rec plus an attacker per sensitive
+attribute (``losses.AttributeAdversary``) predicting the attribute from the backbone's user
+representation, the one the registry audits: BPR's user table, NeuMF's two user tables
+concatenated, LightGCN's propagated user embedding. One step of RecBole's normal trainer descends
+L_att for the attackers and plays the game ``rap_game`` for the recommender: ``minimax`` descends
+L_rec − λ·L_att (gradient reversal; Beigi et al.), ``confusion`` descends L_rec + λ·L_conf (the
+attackers' predictions pushed toward uniform); λ = ``rap_lambda``. ``calculate_loss`` returns
+(L_rec, L_att), which RecBole logs as ``train_loss1`` and ``train_loss2``.
 
-Train it directly (``--model RAPBPR``; the sensitive attributes come from the dataset's .user
-file) or with ``--unlearn rap`` (``retrain.run_rap``), which retrains a BPR run's data from
-scratch as RAPBPR. The registry registers the model, its trainer and its user side.
+Train a variant directly (``--model RAPNeuMF``; the sensitive attributes come from the dataset's
+.user file, the backbone's RecBole defaults from its model YAML) or with ``--unlearn rap``
+(``retrain.run_rap``), which retrains a run's data from scratch as ``RAP<backbone>``. The registry
+registers the variants, their trainer and their user sides (those of the backbones).
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
-import torch.nn.functional as F
-from recbole.model.general_recommender import BPR
+from recbole.model.general_recommender import BPR, LightGCN, NeuMF
 from recbole.trainer import Trainer
-from torch import Tensor, nn
+from torch import Tensor
 
 from recbole_attrcloak.data.attributes import load_attributes
 from recbole_attrcloak.keys import check_values, with_prefix
+from recbole_attrcloak.losses.adversary import AdversaryGame, AttributeAdversary
 
 
 def check_rap_config(config) -> None:
-    """Check the RAP keys (``keys.KEYS``) and that the backbone has an ``embedding_size``; raise
-    ``ValueError`` with a one-line message."""
+    """Check the RAP keys (``keys.KEYS``); raise ``ValueError`` with a one-line message."""
     check_values(config, with_prefix("rap_"))
-    if config["embedding_size"] is None:
-        raise ValueError("RAPBPR needs embedding_size (BPR's default is 64)")
 
 
-class _GradientReversal(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by −λ backward."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: float) -> Tensor:
-        ctx.weight = weight
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        return -ctx.weight * grad, None
+def _size(config, *keys: str) -> int:
+    """The sum of the integer config values ``keys`` (an embedding width)."""
+    missing = [key for key in keys if config[key] is None]
+    if missing:
+        raise ValueError(f"RAP needs {', '.join(missing)} (the backbone's embedding size)")
+    return sum(int(config[key]) for key in keys)
 
 
-class RAPBPR(BPR):
-    """BPR trained against attribute attackers (one MLP per sensitive attribute)."""
+class RAPMixin:
+    """The adversary on top of a RecBole model: put it first in the bases (``class
+    RAPX(RAPMixin, X)``) and define ``backbone``, ``representation_size`` and
+    ``user_representation``."""
+
+    #: The RecBole model the variant extends (its defaults YAML is layered by ``build_config``).
+    backbone: ClassVar[str]
 
     def __init__(self, config, dataset) -> None:
         super().__init__(config, dataset)
@@ -54,41 +57,97 @@ class RAPBPR(BPR):
         self.rap_lambda = float(config["rap_lambda"])
         labels = load_attributes(config, dataset)
         self.attribute_names = list(labels)
-        hidden = int(config["rap_hidden_size"])
-        self.attackers = nn.ModuleDict(
-            {
-                name: nn.Sequential(
-                    nn.Linear(self.embedding_size, hidden),
-                    nn.ReLU(),
-                    nn.Linear(hidden, len(lab.classes)),
-                )
-                for name, lab in labels.items()
-            }
+        self.adversary = AttributeAdversary(
+            self.representation_size(config),
+            {name: len(lab.classes) for name, lab in labels.items()},
+            int(config["rap_hidden_size"]),
+            self.rap_lambda,
+            AdversaryGame(config["rap_game"]),
         )
         for name, lab in labels.items():
             self.register_buffer(f"labels_{name}", torch.as_tensor(lab.codes), persistent=False)
 
-    def attacker_loss(self, users: Tensor, embeddings: Tensor) -> Tensor:
-        """Mean over attributes of the attackers' cross-entropy on ``users`` (unknown values
-        ignored; 0 for an attribute no user in the batch gave)."""
-        terms = []
-        for name in self.attribute_names:
-            target = getattr(self, f"labels_{name}")[users]
-            logits = self.attackers[name](embeddings)
-            total = F.cross_entropy(logits, target, ignore_index=-1, reduction="sum")
-            terms.append(total / (target >= 0).sum().clamp_min(1))
-        return torch.stack(terms).mean()
+    def representation_size(self, config) -> int:
+        """Width of ``user_representation``."""
+        raise NotImplementedError
+
+    def user_representation(self, users: Tensor) -> Tensor:
+        """The backbone's user representation of ``users`` (with autograd), as the registry
+        computes it for all users."""
+        raise NotImplementedError
+
+    def attacker_loss(self, users: Tensor, representations: Tensor) -> Tensor:
+        """L_att: mean over attributes of the attackers' cross-entropy on ``users`` (unknown
+        values ignored), ``representations`` seen through the gradient reversal."""
+        targets = {name: getattr(self, f"labels_{name}")[users] for name in self.attribute_names}
+        return self.adversary(representations, targets)
 
     def calculate_loss(self, interaction) -> tuple[Tensor, Tensor]:
-        """(L_BPR, L_att) on the batch; L_att on the batch's distinct users, whose embeddings
-        receive −λ·∇L_att."""
+        """(L_rec, L_att) on the batch; L_att on the batch's distinct users, whose representation
+        receives −λ·∇L_att."""
         users = torch.unique(interaction[self.USER_ID])
-        reversed_emb = _GradientReversal.apply(self.user_embedding(users), self.rap_lambda)
-        return super().calculate_loss(interaction), self.attacker_loss(users, reversed_emb)
+        main = super().calculate_loss(interaction)
+        return main, self.attacker_loss(users, self.user_representation(users))
+
+
+class RAPBPR(RAPMixin, BPR):
+    """BPR trained against attribute attackers on its user table."""
+
+    backbone = "BPR"
+
+    def representation_size(self, config) -> int:
+        return _size(config, "embedding_size")
+
+    def user_representation(self, users: Tensor) -> Tensor:
+        return self.user_embedding(users)
+
+
+class RAPNeuMF(RAPMixin, NeuMF):
+    """NeuMF (the paper's NCF) trained against attribute attackers on its two user tables
+    concatenated (GMF then MLP)."""
+
+    backbone = "NeuMF"
+
+    def representation_size(self, config) -> int:
+        return _size(config, "mf_embedding_size", "mlp_embedding_size")
+
+    def user_representation(self, users: Tensor) -> Tensor:
+        return torch.cat([self.user_mf_embedding(users), self.user_mlp_embedding(users)], dim=1)
+
+
+class RAPLightGCN(RAPMixin, LightGCN):
+    """LightGCN trained against attribute attackers on its propagated user embedding (the
+    gradient reversal reaches every embedding the propagation mixes in)."""
+
+    backbone = "LightGCN"
+    _propagated: tuple[Tensor, Tensor] | None = None
+
+    def representation_size(self, config) -> int:
+        return _size(config, "embedding_size")
+
+    def forward(self) -> tuple[Tensor, Tensor]:
+        """LightGCN's propagation, computed once per training batch (shared by L_rec and L_att)."""
+        if self._propagated is not None:
+            return self._propagated
+        return super().forward()
+
+    def user_representation(self, users: Tensor) -> Tensor:
+        return self.forward()[0][users]
+
+    def calculate_loss(self, interaction) -> tuple[Tensor, Tensor]:
+        self._propagated = super().forward()
+        try:
+            return super().calculate_loss(interaction)
+        finally:
+            self._propagated = None
+
+
+#: The RAP variant of each backbone it is implemented for.
+RAP_VARIANTS: dict[str, type] = {cls.backbone: cls for cls in (RAPBPR, RAPNeuMF, RAPLightGCN)}
 
 
 class RAPTrainer(Trainer):
-    """RecBole's trainer, also keeping each epoch's mean (L_BPR, L_att) per batch (RecBole
+    """RecBole's trainer, also keeping each epoch's mean (L_rec, L_att) per batch (RecBole
     keeps only their sum)."""
 
     def __init__(self, config, model) -> None:

@@ -4,7 +4,8 @@ attribute unlearning with one fixed trade-off weight,
     L = mean over sensitive attributes of L_dist  +  λ · L_reg,
 
 where L_dist is the user-to-user loss (mean squared distance between users of different
-classes) or the distribution-to-distribution loss (MMD² between classes), and L_reg keeps each
+classes) or the distribution-to-distribution loss (MMD² between classes; exact, O(|U|²), or by
+random Fourier features, O(|U|·D): ``d2d_estimator``), and L_reg keeps each
 user's original top-N ranking (``du_regularizer: ranking``) or the original user
 representations (``l2``). Only the user side of the model changes.
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 
 from recbole_attrcloak.context import DefenceResult, RunContext
 from recbole_attrcloak.keys import Regularizer, check_values, with_prefix
-from recbole_attrcloak.losses import d2d_loss, u2u_loss
+from recbole_attrcloak.losses import MMDEstimator, d2d_loss, u2u_loss
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.base import (
     UserSideTrainer,
@@ -43,28 +44,48 @@ logger = logging.getLogger(__name__)
 class DistanceMethod:
     """U2U-R or D2D-R: its name, the config key of its weight λ, and its distinguishability
     term of one attribute (``labels``: class codes, -1 unknown; ``pairs``: the number of
-    cross-class user pairs)."""
+    cross-class user pairs; ``options``: the MMD estimator's keyword arguments)."""
 
     name: str
     label: str
     weight_key: str
-    term: Callable[[Tensor, Tensor, int], Tensor]
+    term: Callable[[Tensor, Tensor, int, Mapping[str, Any]], Tensor]
 
 
 METHODS: dict[str, DistanceMethod] = {
     m.name: m
     for m in (
         DistanceMethod(
-            "u2u", "U2U-R", "u2u_lambda", lambda reps, lab, pairs: u2u_loss(reps, lab) / pairs
+            "u2u", "U2U-R", "u2u_lambda", lambda reps, lab, pairs, _: u2u_loss(reps, lab) / pairs
         ),
-        DistanceMethod("d2d", "D2D-R", "d2d_lambda", lambda reps, lab, pairs: d2d_loss(reps, lab)),
+        DistanceMethod(
+            "d2d",
+            "D2D-R",
+            "d2d_lambda",
+            lambda reps, lab, _, options: d2d_loss(reps, lab, **options),
+        ),
     )
 }
 
 
 def check_distance_config(config, method: DistanceMethod) -> None:
-    """Check the U2U-R/D2D-R keys (``keys.KEYS``); raise ``ValueError`` with a one-line message."""
-    check_values(config, [method.weight_key, *with_prefix("du_")])
+    """Check the U2U-R/D2D-R keys (``keys.KEYS``: the method's own and the shared ``du_``
+    ones); raise ``ValueError`` with a one-line message."""
+    check_values(config, with_prefix(f"{method.name}_", "du_"))
+
+
+def mmd_options(config) -> dict[str, Any]:
+    """D2D's MMD estimator keyword arguments (``d2d_loss``) from the config; the RFF generator is
+    seeded with the run's seed and advances on every call (fresh features each step)."""
+    estimator = MMDEstimator(config["d2d_estimator"])
+    if estimator is MMDEstimator.EXACT:
+        return {"estimator": estimator}
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    return {
+        "estimator": estimator,
+        "n_features": int(config["d2d_features"]),
+        "generator": generator,
+    }
 
 
 def cross_class_pairs(codes: np.ndarray) -> int:
@@ -96,6 +117,7 @@ class DistanceUnlearningTrainer(UserSideTrainer):
         self.weight = float(config[method.weight_key])
         self.regularizer_name = Regularizer(config["du_regularizer"])
         self.pairs = {n: cross_class_pairs(lab.cpu().numpy()) for n, lab in labels.items()}
+        self.mmd = mmd_options(config) if method.name == "d2d" else {}
         if self.regularizer_name == Regularizer.RANKING:
             self.top_items, top_scores = original_top_items(model, int(config["du_topn"]))
             self.original_gaps = _gaps(top_scores)
@@ -104,7 +126,9 @@ class DistanceUnlearningTrainer(UserSideTrainer):
     def distinguishability(self, reps: Tensor) -> Tensor:
         """Mean over attributes of the mean cross-class squared distance (U2U) or of the mean
         pairwise-class MMD² (D2D)."""
-        terms = [self.method.term(reps, lab, self.pairs[n]) for n, lab in self.labels.items()]
+        terms = [
+            self.method.term(reps, lab, self.pairs[n], self.mmd) for n, lab in self.labels.items()
+        ]
         return torch.stack(terms).mean()
 
     def regularizer(self, reps: Tensor) -> Tensor:
@@ -170,12 +194,20 @@ def run_distance_unlearning(ctx: RunContext, method: DistanceMethod) -> DefenceR
         "regularizer": trainer.regularizer_name.value,
         "top_n": int(config["du_topn"]),
         "learning_rate": float(config["du_learning_rate"]),
+        **_estimator_info(trainer.mmd),
         "initial_distinguishability": initial_dist,
         "initial_regularizer": initial_reg,
         **outcome,
         "trace": trainer.trace,
     }
     return DefenceResult(model, info)
+
+
+def _estimator_info(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The MMD estimator for the report (D2D only)."""
+    if not options:
+        return {}
+    return {"estimator": options["estimator"].value, "n_features": options.get("n_features")}
 
 
 def run_u2u(ctx: RunContext) -> DefenceResult:
