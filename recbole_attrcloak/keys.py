@@ -28,7 +28,14 @@ import numpy as np
 from recbole_attrcloak.audit.settings import AuditPreset
 from recbole_attrcloak.engine import DDRetention, Mode, Objective
 from recbole_attrcloak.engine.optim import OPTIMIZERS
-from recbole_attrcloak.losses import AdversaryGame, Covariance, MMDEstimator, Solver, Target
+from recbole_attrcloak.losses import (
+    FIXED_SOLVERS,
+    AdversaryGame,
+    Covariance,
+    MMDEstimator,
+    Solver,
+    Target,
+)
 
 #: Prefixes of our keys: any other key with one of them is a typo.
 PREFIXES = ("au_", "audit_", "du_", "u2u_", "d2d_", "rap_", "blurme_", "ldp_")
@@ -227,7 +234,7 @@ KEYS: dict[str, Check] = {
 
 
 def _fixed_needs_alpha(settings: Mapping[str, Any]) -> str | None:
-    if settings["au_solver"] in (Solver.FIXED, Solver.FIXED_UNIT) and settings["au_alpha"] is None:
+    if settings["au_solver"] in FIXED_SOLVERS and settings["au_alpha"] is None:
         return f"au_solver={settings['au_solver']} needs au_alpha in [0, 1]"
     return None
 

@@ -199,3 +199,19 @@ def test_gram_form_matches_direct_float64_on_long_float32_vectors(monkeypatch, s
         assert w.alpha_u == pytest.approx(alpha, rel=1e-6)
         ours = w.w_au * g_au.double() + w.w_r * g_r.double()
         assert torch.allclose(ours, step, rtol=1e-5, atol=1e-9 * float(step.abs().max()))
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.9])
+def test_fixed_projected_never_holds_the_unlearning_direction_back(alpha):
+    g_au = torch.tensor([2.0, 0.0])
+    conflicting = torch.tensor([-3.0, 3.0])  # g_auᵀg_r < 0: projected to (0, 3), length 3
+    w = solve_alpha(g_au, conflicting, solver="fixed_projected", fixed_alpha=alpha)
+    step = w.w_au * g_au + w.w_r * conflicting
+    torch.testing.assert_close(step, torch.tensor([alpha, 1.0 - alpha]))  # α·ĝ_au + (1−α)·ĝ_r'
+    agreeing = torch.tensor([3.0, 3.0])  # no conflict: the same weights as fixed_unit
+    projected = solve_alpha(g_au, agreeing, solver="fixed_projected", fixed_alpha=alpha)
+    unit = solve_alpha(g_au, agreeing, solver="fixed_unit", fixed_alpha=alpha)
+    assert (projected.w_au, projected.w_r) == pytest.approx((unit.w_au, unit.w_r))
+    plain = solve_alpha(g_au, conflicting, solver="fixed_unit", fixed_alpha=alpha)
+    held_back = plain.w_au * g_au + plain.w_r * conflicting
+    assert float(held_back[0]) < alpha  # fixed_unit lets retention cancel part of the step

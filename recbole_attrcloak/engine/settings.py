@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from recbole_attrcloak.losses import Solver
+from recbole_attrcloak.losses import FIXED_SOLVERS, Solver
 
 
 class Mode(StrEnum):
@@ -119,7 +119,7 @@ class AttrCloakSettings:
             return cls(
                 **common,
                 stop=replace(stop, check_every=int(settings["au_relabel_check_every"])),
-                solver=Solver.FIXED_UNIT,
+                solver=Solver.FIXED_PROJECTED,
                 fixed_alpha=float(settings["au_relabel_alpha"]),
                 learner="sgd",
                 learning_rate=float(settings["au_relabel_step"]),
@@ -130,9 +130,7 @@ class AttrCloakSettings:
         return cls(
             **common,
             solver=solver,
-            fixed_alpha=(
-                float(settings["au_alpha"]) if solver in (Solver.FIXED, Solver.FIXED_UNIT) else None
-            ),
+            fixed_alpha=(float(settings["au_alpha"]) if solver in FIXED_SOLVERS else None),
             learner=str(settings["au_learner"]),
             learning_rate=float(settings["au_learning_rate"]),
             relative_lr=bool(settings["au_relative_lr"]),

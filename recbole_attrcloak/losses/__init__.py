@@ -13,7 +13,7 @@ from recbole_attrcloak.losses.distances import (
     random_fourier_features,
     u2u_loss,
 )
-from recbole_attrcloak.losses.moo import LossWeights, Solver, flat_grad, solve_alpha
+from recbole_attrcloak.losses.moo import FIXED_SOLVERS, LossWeights, Solver, flat_grad, solve_alpha
 from recbole_attrcloak.losses.mutual_info import (
     Covariance,
     GaussianMIBound,
@@ -31,6 +31,7 @@ __all__ = [
     "Critic",
     "GaussianMIBound",
     "LeakageObjective",
+    "FIXED_SOLVERS",
     "LossWeights",
     "MMDEstimator",
     "RelabelingNull",

@@ -19,9 +19,12 @@ class Solver(StrEnum):
     PAPER = "paper"
     FIXED = "fixed"
     FIXED_UNIT = "fixed_unit"
+    FIXED_PROJECTED = "fixed_projected"
 
 
 SOLVERS = tuple(Solver)
+#: The solvers that take a given α (``fixed_alpha``) instead of choosing one.
+FIXED_SOLVERS = (Solver.FIXED, Solver.FIXED_UNIT, Solver.FIXED_PROJECTED)
 
 # Squared lengths at or below this fraction of the larger squared gradient norm count as zero:
 # they come from the 2 × 2 Gram matrix, whose float64 rounding is ~1e-16 of that scale.
@@ -68,13 +71,13 @@ def _checked(
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     solver = Solver(solver)
-    if solver in (Solver.FIXED, Solver.FIXED_UNIT):
+    if solver in FIXED_SOLVERS:
         if fixed_alpha is None or not 0.0 <= fixed_alpha <= 1.0:
             raise ValueError(f"solver='fixed' needs fixed_alpha in [0, 1], got {fixed_alpha}")
     elif fixed_alpha is not None:
         raise ValueError(f"fixed_alpha is only used with solver='fixed', not {solver.value!r}")
     low, high = (float(b) for b in bounds)
-    if solver not in (Solver.FIXED, Solver.FIXED_UNIT) and not 0.0 <= low <= high <= 1.0:
+    if solver not in FIXED_SOLVERS and not 0.0 <= low <= high <= 1.0:
         raise ValueError(f"bounds must satisfy 0 <= low <= high <= 1, got {tuple(bounds)}")
     return solver, low, high
 
@@ -103,7 +106,11 @@ def solve_alpha(
     ``"fixed"``: α = ``fixed_alpha`` (required, in [0, 1]; ``bounds`` not applied); w_au = α,
     w_r = 1 − α (the paper's Fig. 5 ablation). ``"fixed_unit"``: the same α on unit-length
     gradients, w_au = α/‖g_au‖, w_r = (1 − α)/‖g_r‖ (a zero gradient gets weight 0): the share of
-    each objective in the step's direction, whatever their scales.
+    each objective in the step's direction, whatever their scales. ``"fixed_projected"``: as
+    ``"fixed_unit"``, but a retention gradient that conflicts with the unlearning one
+    (g_auᵀg_r < 0) is first projected onto the plane orthogonal to g_au, as ``"projected"``
+    does: retention then steers the step sideways and never holds the leakage back (the relabel
+    objective's default; with ``"fixed_unit"`` the two balance at a |z| above the target).
 
     Degenerate cases (never NaN):
     - g_au = g_r (difference ~0): any α gives the same direction; α = 0.5, then clipped.
@@ -123,11 +130,16 @@ def solve_alpha(
     aa, bb, ab = _gram(g_au, g_r)
     if not all(math.isfinite(v) for v in (aa, bb, ab)):
         raise ValueError("gradients contain NaN or inf")
-    if solver == Solver.FIXED_UNIT:
+    if solver in (Solver.FIXED_UNIT, Solver.FIXED_PROJECTED):
         alpha = float(fixed_alpha)
+        shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded into w_au below
+        if solver == Solver.FIXED_PROJECTED and ab < 0.0 and aa > 0.0:
+            shift = ab / aa
+            projected = bb - ab * shift
+            bb = projected if projected > _REL_TOL * bb else 0.0
         norm_au, norm_r = math.sqrt(aa), math.sqrt(bb)
-        w_au = alpha / norm_au if norm_au >= _TINY else 0.0
         w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0
+        w_au = alpha / norm_au - w_r * shift if norm_au >= _TINY else 0.0
         return LossWeights(alpha, w_au, w_r)
     shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
     if solver == Solver.PROJECTED and ab < 0.0 and aa > 0.0:
