@@ -188,7 +188,7 @@ def _toy_spec(root: Path) -> dict:
             {"au_z_margin": 0.5, "audit_seed": 8},  # same model, its own original audit
             # the spec's settings are checked before the sweep starts; a top-k beyond the
             # toy data's 80 items is found when a trial loads the data: dd fails, df ignores it
-            {"au_relabel_alpha": 0.5, "au_dd_topk": 500} | {"au_mode": {"grid": ["df", "dd"]}},
+            {"au_relabel_alpha_dd": 0.5, "au_dd_topk": 500} | {"au_mode": {"grid": ["df", "dd"]}},
         ],
         "resources_per_trial": {"cpu": 1},
         "max_concurrent_trials": 1,  # one worker process, reused: fewer imports

@@ -57,6 +57,7 @@ class StopRule:
     check_every: int
     tol: float
     patience: int
+    halve_lr: bool = True  # halve the learning rates after a check without progress
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> StopRule:
@@ -85,8 +86,10 @@ class AttrCloakSettings:
 
     The ``relabel`` objective has its own optimisation recipe: normalised SGD steps that move
     the user side by ``au_relabel_step`` of its size along α·ĝ_AU + (1 − α)·ĝ_R (unit
-    gradients, α = ``au_relabel_alpha``), stalls and learning-rate halvings checked every
-    ``au_relabel_check_every`` steps (its statistics are noisier than the Gaussian bound's).
+    gradients, a conflicting ĝ_R projected off ĝ_AU; α = ``au_relabel_alpha_dd`` or
+    ``au_relabel_alpha_df`` by mode), stalls (and, with ``au_relabel_halve``, learning-rate
+    halvings) checked every ``au_relabel_check_every`` steps (its statistics are noisier than
+    the Gaussian bound's).
     The other objectives keep ``au_learner``, ``au_learning_rate`` and ``au_solver`` (today's
     and the paper's recipes, unchanged)."""
 
@@ -118,9 +121,13 @@ class AttrCloakSettings:
             stop = common.pop("stop")
             return cls(
                 **common,
-                stop=replace(stop, check_every=int(settings["au_relabel_check_every"])),
+                stop=replace(
+                    stop,
+                    check_every=int(settings["au_relabel_check_every"]),
+                    halve_lr=bool(settings["au_relabel_halve"]),
+                ),
                 solver=Solver.FIXED_PROJECTED,
-                fixed_alpha=float(settings["au_relabel_alpha"]),
+                fixed_alpha=float(settings[f"au_relabel_alpha_{common['mode'].value}"]),
                 learner="sgd",
                 learning_rate=float(settings["au_relabel_step"]),
                 relative_lr=True,

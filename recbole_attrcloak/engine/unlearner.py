@@ -206,7 +206,7 @@ class Unlearner:
             if self.stop.stalled(self.trace["l_au"]):
                 reason = StopReason.STALLED
                 break
-            if self.kept_distance >= closest:
+            if self.stop.halve_lr and self.kept_distance >= closest:
                 self.halve_learning_rates()
         bar.close()
         self.restore_kept()
