@@ -15,24 +15,20 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _originals import find_original
+from _data import DATASETS
+from _originals import check_sources
 
-from recbole_attrcloak.data import convert
 from recbole_attrcloak.defences import CATALOGUE as METHODS
 from recbole_attrcloak.provenance import machine
 from recbole_attrcloak.tune import load_spec
 from recbole_attrcloak.tune.results import job_rows
 from recbole_attrcloak.tune.runner import run_trials
 from recbole_attrcloak.tune.spec import (
-    CHECKPOINT_KEY,
-    is_unlearning_key,
     parse_yaml,
-    training_config,
 )
 from recbole_attrcloak.tune.workdir import recorded_trials
 
@@ -41,49 +37,6 @@ DEFAULT_CONFIG = REPO / "configs" / "default.yaml"
 # Evaluation batching only: RecBole scores NeuMF (no full_sort_predict) with eval_batch_size //
 # n_items users per batch, one user per batch on ml-1m with the default 4096.
 MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"NeuMF": {"eval_batch_size": 524288}}
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """The audited attributes of a dataset and, where its atomic files must be made first, the
-    name of its release for ``recbole-attrcloak-convert`` and a default source folder."""
-
-    attributes: tuple[str, ...]
-    converter: str | None = None
-    source: Path | None = None
-
-
-_SHARED = REPO.parent / "shared" / "data"
-DATASETS = {
-    "ml-100k": DatasetSpec(("gender", "age", "occupation")),
-    "ml-1m": DatasetSpec(("gender", "age", "occupation"), "ml-1m", _SHARED / "ml-1m"),
-    "lastfm-1k": DatasetSpec(("gender", "age", "continent"), "lastfm-1k", _SHARED / "lastfm-1k"),
-    "modcloth-mb": DatasetSpec(("body_shape",), "modcloth"),
-}
-
-
-class DataUnavailable(RuntimeError):
-    """A dataset's atomic files are missing and cannot be made here."""
-
-
-def prepare_data(name: str, data_root: Path, source: Path | None = None) -> dict[str, str]:
-    """The ``data_path`` setting for ``name``, converting its original release into
-    ``data_root`` first when the atomic files are missing (ml-100k ships with RecBole)."""
-    if name == "ml-100k":
-        return {}
-    data_root = data_root.resolve()
-    spec = DATASETS.get(name)
-    source = source or (spec.source if spec else None)
-    if not (data_root / name / f"{name}.inter").is_file():
-        if spec is None or spec.converter is None or source is None or not source.exists():
-            raise DataUnavailable(
-                f"no {data_root / name / name}.inter and no original release to convert "
-                f"(pass --source {name}=PATH)"
-            )
-        argv = [spec.converter, str(source.resolve()), str(data_root), "--name", name]
-        if convert.main(argv) != 0:
-            raise DataUnavailable(f"converting {source} failed (see the line above)")
-    return {"data_path": str(data_root)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,48 +113,6 @@ def run_config(args: argparse.Namespace, model: str, dataset: str, seed: int) ->
     config |= {"epochs": epochs} if epochs is not None else {}
     config |= MODEL_OVERRIDES.get(model, {})
     return config | {k: parse_yaml(v) for k, _, v in (s.partition("=") for s in args.set)}
-
-
-def original_source(
-    args: argparse.Namespace, base: dict[str, Any], varied: dict[str, Any], record: dict
-) -> dict[str, Any]:
-    """``base`` (a group's shared config) loading the group's original checkpoint from
-    ``--originals`` when the folder holds it (recorded under the group's name in ``record``,
-    run.json's ``originals``), else unchanged: the group trains. ``varied``: the keys the
-    script varies per group beyond model, dataset and seed (e.g. ``embedding_size``)."""
-    if args.originals is None:
-        return base
-    model, dataset, seed = base["model"], base["dataset"], base["seed"]
-    sets = {k: parse_yaml(v) for k, _, v in (s.partition("=") for s in args.set)}
-    settings = {k: v for k, v in (sets | varied).items() if not is_unlearning_key(k)}
-    original = find_original(args.originals, model, dataset, seed, settings)
-    name = "/".join(str(v) for v in (dataset, model, *varied.values(), seed))
-    if original is None:
-        record[name] = {"path": None, "trained": "here (no checkpoint in --originals)"}
-        return base
-    record[name] = original.record()
-    return base | {CHECKPOINT_KEY: str(original.path)}
-
-
-def check_sources(work: Path, trials: Sequence) -> None:
-    """Refuse a run folder whose groups were trained where this plan loads a checkpoint (or
-    the other way round, or another checkpoint): a folder mixes one or the other, never both
-    for the same group."""
-
-    def key(config: dict[str, Any]) -> str:
-        config = {k: v for k, v in training_config(config).items() if k != CHECKPOINT_KEY}
-        return json.dumps(config, sort_keys=True, default=str)
-
-    recorded = {key(t.config): t.config.get(CHECKPOINT_KEY) for t in recorded_trials(work)}
-    for trial in trials:
-        before = recorded.get(key(trial.config), trial.config.get(CHECKPOINT_KEY))
-        if before != trial.config.get(CHECKPOINT_KEY):
-            now = trial.config.get(CHECKPOINT_KEY) or "trained"
-            raise ValueError(
-                f"{work} holds {trial.model} on {trial.dataset} "
-                f"{'trained' if before is None else 'from ' + str(before)}, this run would use "
-                f"{now}: pass the same --originals as the run that started it, or a new --out"
-            )
 
 
 def method_config(method: str) -> dict[str, Any]:

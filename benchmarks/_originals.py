@@ -7,13 +7,21 @@ training time the ``.json`` records.
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from recbole_attrcloak import compat
+from recbole_attrcloak.tune.spec import (
+    CHECKPOINT_KEY,
+    is_unlearning_key,
+    parse_yaml,
+    training_config,
+)
+from recbole_attrcloak.tune.workdir import recorded_trials
 
 #: Keys that do not change the trained model: not compared with the checkpoint's config.
 NOT_TRAINING = frozenset(
@@ -99,3 +107,45 @@ def _differing(path: Path, settings: Mapping[str, Any]) -> dict[str, Any]:
     except compat.CheckpointError as exc:
         raise ValueError(str(exc)) from None
     return {k: config[k] for k, v in settings.items() if config[k] != v}
+
+
+def original_source(
+    args: argparse.Namespace, base: dict[str, Any], varied: dict[str, Any], record: dict
+) -> dict[str, Any]:
+    """``base`` (a group's shared config) loading the group's original checkpoint from
+    ``--originals`` when the folder holds it (recorded under the group's name in ``record``,
+    run.json's ``originals``), else unchanged: the group trains. ``varied``: the keys the
+    script varies per group beyond model, dataset and seed (e.g. ``embedding_size``)."""
+    if args.originals is None:
+        return base
+    model, dataset, seed = base["model"], base["dataset"], base["seed"]
+    sets = {k: parse_yaml(v) for k, _, v in (s.partition("=") for s in args.set)}
+    settings = {k: v for k, v in (sets | varied).items() if not is_unlearning_key(k)}
+    original = find_original(args.originals, model, dataset, seed, settings)
+    name = "/".join(str(v) for v in (dataset, model, *varied.values(), seed))
+    if original is None:
+        record[name] = {"path": None, "trained": "here (no checkpoint in --originals)"}
+        return base
+    record[name] = original.record()
+    return base | {CHECKPOINT_KEY: str(original.path)}
+
+
+def check_sources(work: Path, trials: Sequence) -> None:
+    """Refuse a run folder whose groups were trained where this plan loads a checkpoint (or
+    the other way round, or another checkpoint): a folder mixes one or the other, never both
+    for the same group."""
+
+    def key(config: dict[str, Any]) -> str:
+        config = {k: v for k, v in training_config(config).items() if k != CHECKPOINT_KEY}
+        return json.dumps(config, sort_keys=True, default=str)
+
+    recorded = {key(t.config): t.config.get(CHECKPOINT_KEY) for t in recorded_trials(work)}
+    for trial in trials:
+        before = recorded.get(key(trial.config), trial.config.get(CHECKPOINT_KEY))
+        if before != trial.config.get(CHECKPOINT_KEY):
+            now = trial.config.get(CHECKPOINT_KEY) or "trained"
+            raise ValueError(
+                f"{work} holds {trial.model} on {trial.dataset} "
+                f"{'trained' if before is None else 'from ' + str(before)}, this run would use "
+                f"{now}: pass the same --originals as the run that started it, or a new --out"
+            )

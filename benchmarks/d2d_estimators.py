@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _common import DEFAULT_CONFIG, REPO, command_line, prepare_data
+from _common import DEFAULT_CONFIG, REPO, command_line
+from _data import prepare_data
 
 from recbole_attrcloak import compat
 from recbole_attrcloak.backbone import evaluate_utility

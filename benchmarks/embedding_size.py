@@ -26,18 +26,16 @@ from typing import Any
 
 import pandas as pd
 from _common import (
-    DataUnavailable,
     add_arguments,
     command_line,
     finish_arguments,
     method_config,
-    original_source,
-    prepare_data,
     run_config,
     run_or_locate,
     sources,
     split_list,
 )
+from _data import DataUnavailable, prepare_data
 from _grid import (
     BARS,
     acceptance_table,
@@ -47,6 +45,7 @@ from _grid import (
     privacy_table,
     runs_table,
 )
+from _originals import original_source
 from _tables import LABELS, UTILITY, load_run, provenance, settings_of, write_csv
 from matplotlib.figure import Figure
 

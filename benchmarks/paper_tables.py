@@ -31,18 +31,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from _common import (
-    DataUnavailable,
     add_arguments,
     command_line,
     finish_arguments,
     method_config,
-    original_source,
-    prepare_data,
     run_config,
     run_or_locate,
     sources,
     split_list,
 )
+from _data import DataUnavailable, prepare_data
 from _grid import (
     acceptance_table,
     cell_table,
@@ -51,6 +49,7 @@ from _grid import (
     privacy_table,
     runs_table,
 )
+from _originals import original_source
 from _paper import paper_attack, paper_seconds, paper_value
 from _tables import (
     LABELS,
