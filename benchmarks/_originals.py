@@ -135,13 +135,13 @@ def check_sources(work: Path, trials: Sequence) -> None:
     the other way round, or another checkpoint): a folder mixes one or the other, never both
     for the same group."""
 
-    def key(config: dict[str, Any]) -> str:
-        config = {k: v for k, v in training_config(config).items() if k != CHECKPOINT_KEY}
-        return json.dumps(config, sort_keys=True, default=str)
+    def key(trial: Any) -> str:  # the group: model, dataset and training keys, not the file
+        config = {k: v for k, v in training_config(trial.config).items() if k != CHECKPOINT_KEY}
+        return json.dumps([trial.model, trial.dataset, config], sort_keys=True, default=str)
 
-    recorded = {key(t.config): t.config.get(CHECKPOINT_KEY) for t in recorded_trials(work)}
+    recorded = {key(t): t.config.get(CHECKPOINT_KEY) for t in recorded_trials(work)}
     for trial in trials:
-        before = recorded.get(key(trial.config), trial.config.get(CHECKPOINT_KEY))
+        before = recorded.get(key(trial), trial.config.get(CHECKPOINT_KEY))
         if before != trial.config.get(CHECKPOINT_KEY):
             now = trial.config.get(CHECKPOINT_KEY) or "trained"
             raise ValueError(

@@ -315,6 +315,8 @@ def _load_config(
     fresh = build_config(config["model"], dataset, config_files, overrides)
     for key, value in checkpoint_settings(fresh).items():
         config[key] = value
+    for key in ("use_gpu", "gpu_id", "device"):  # where it runs now, not where it was trained
+        config[key] = fresh[key]
     check_config(config)
     return config, ckpt
 

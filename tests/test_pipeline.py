@@ -294,3 +294,22 @@ def test_cli_reuses_the_original_audit_of_the_same_checkpoint(original_run, toy_
     other = str(shutil.copy(checkpoint, tmp_path / "other.pth"))  # same weights, another file
     code = main([*common, "--checkpoint", other, *reuse, "--output_dir", str(tmp_path / "b")])
     assert code == 2 and not (tmp_path / "b" / "report.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a GPU checkpoint on a CPU machine")
+def test_a_gpu_trained_checkpoint_runs_on_this_cpu(original_run, tmp_path):
+    report, _ = original_run
+    ckpt = compat.load_checkpoint(report["checkpoint"]["original"])
+    ckpt["config"]["use_gpu"], ckpt["config"]["device"] = True, torch.device("cuda")
+    gpu_file = tmp_path / "gpu.pth"
+    torch.save(ckpt, gpu_file)
+    audited = run(
+        "BPR",
+        "toy",
+        checkpoint=str(gpu_file),
+        config_dict={"audit": "quick"},
+        output_dir=str(tmp_path / "out"),
+    )
+    assert audited["device"] == "cpu"
+    original = report["stages"]["original"]["utility"]["ndcg@10"]
+    assert audited["stages"]["original"]["utility"]["ndcg@10"] == pytest.approx(original)

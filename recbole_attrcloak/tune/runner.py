@@ -270,7 +270,10 @@ def _fit(
     with mock.patch.dict(os.environ, quiet):
         results = tuner.fit()
     for result in results:
-        folder = Path(jobs[result.config["job"]]["output_dir"])
+        job = jobs.get((result.config or {}).get("job"))
+        if job is None:  # Tune could not read the trial back (e.g. its worker was killed for
+            continue  # memory): no status in its folder, so a resumed run starts it again
+        folder = Path(job["output_dir"])
         if result.error and status(folder) not in ("ok", "failed"):
             message = f"{type(result.error).__name__}: {result.error}".splitlines()[0]
             record_error(folder, message, str(result.error))
