@@ -7,6 +7,7 @@ CURRENT_PYTHON ?= python3.11
 CURRENT_VENV ?= .venv-current
 CBIN := $(CURRENT_VENV)/bin
 ARGS ?=
+MUTATION_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 JOBLIB_MULTIPROCESSING=0
 
 .PHONY: venv venv-current demo test test-current lint mutation check-results clean
 
@@ -60,8 +61,9 @@ test-current: venv-current
 mutation: venv
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
 	rm -rf mutants
-	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked torch thread pool deadlocks
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked torch thread pool deadlocks;
+	# no joblib worker processes: a forked mutant waits forever on the parent's loky pool
+	$(MUTATION_ENV) $(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results > mutation-results.txt
 	@grep -c ": survived" mutation-results.txt | xargs echo "survivors (mutation-results.txt):"
 
