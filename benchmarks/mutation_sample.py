@@ -182,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--per-module", type=int, default=10, help="mutants per module")
     parser.add_argument("--focus", default=",".join(FOCUS), help="modules sampled more")
-    parser.add_argument("--focus-size", type=int, default=50, help="mutants per focus module")
+    parser.add_argument("--focus-size", type=int, default=100, help="mutants per focus module")
     parser.add_argument("--max-children", type=int, default=1)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--dry-run", action="store_true", help="print the sample and stop")
@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{len(sample)} of {len(names)} mutants", file=sys.stderr)
         return 0
     (args.out / "sample.txt").write_text("".join(f"{n}\n" for n in sample), encoding="utf-8")
-    started = datetime.now(UTC)
+    started, code = datetime.now(UTC), commit()
     mutmut("run", "--max-children", str(args.max_children), *sample, check=False)
     minutes = (datetime.now(UTC) - started).total_seconds() / 60
     command = "python benchmarks/mutation_sample.py " + " ".join(
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = [
         f"Command: `{command.strip()}` (seed {args.seed}, {args.per_module} per module, "
         f"{args.focus_size} of each of {', '.join(focus)})",
-        f"Date: {started:%Y-%m-%d %H:%M} UTC, wall {minutes:.0f} min; commit {commit()}",
+        f"Date: {started:%Y-%m-%d %H:%M} UTC, wall {minutes:.0f} min; commit {code}",
         machine_line(),
     ]
     survivors = write_summary(results(), sample, header, args.out)
