@@ -9,7 +9,7 @@ CBIN := $(CURRENT_VENV)/bin
 ARGS ?=
 MUTATION_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 JOBLIB_MULTIPROCESSING=0
 
-.PHONY: venv venv-current demo test test-current lint mutation check-results clean
+.PHONY: venv venv-current demo test test-current lint mutation mutation-sample check-results clean
 
 $(BIN)/activate: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ mutation: venv
 	$(MUTATION_ENV) $(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results > mutation-results.txt
 	@grep -c ": survived" mutation-results.txt | xargs echo "survivors (mutation-results.txt):"
+
+# a seeded sample of the mutants (minutes, not hours): benchmarks/results/mutation, docs/testing.md
+mutation-sample: venv
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
+	rm -rf mutants
+	$(MUTATION_ENV) $(BIN)/python benchmarks/mutation_sample.py $(ARGS)
+	$(BIN)/python benchmarks/check.py --write
 
 clean:
 	rm -rf $(VENV) $(CURRENT_VENV) outputs saved log log_tensorboard mutants mutation-results.txt
