@@ -199,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n".join(sample))
         print(f"{len(sample)} of {len(names)} mutants", file=sys.stderr)
         return 0
+    (args.out / "rerun.csv").unlink(missing_ok=True)  # it reran the previous sample's survivors
     (args.out / "sample.txt").write_text("".join(f"{n}\n" for n in sample), encoding="utf-8")
     started, code = datetime.now(UTC), commit()
     mutmut("run", "--max-children", str(args.max_children), *sample, check=False)
