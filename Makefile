@@ -7,8 +7,9 @@ CURRENT_PYTHON ?= python3.11
 CURRENT_VENV ?= .venv-current
 CBIN := $(CURRENT_VENV)/bin
 ARGS ?=
+MUTATION_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 JOBLIB_MULTIPROCESSING=0
 
-.PHONY: venv venv-current demo test test-current lint mutation check-results clean
+.PHONY: venv venv-current demo test test-current lint mutation mutation-sample check-results clean
 
 $(BIN)/activate: setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,10 +61,18 @@ test-current: venv-current
 mutation: venv
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
 	rm -rf mutants
-	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked torch thread pool deadlocks
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	# one BLAS/OpenMP thread: mutmut forks per mutant, and a forked torch thread pool deadlocks;
+	# no joblib worker processes: a forked mutant waits forever on the parent's loky pool
+	$(MUTATION_ENV) $(BIN)/mutmut run --max-children 2 || true
 	$(BIN)/mutmut results > mutation-results.txt
 	@grep -c ": survived" mutation-results.txt | xargs echo "survivors (mutation-results.txt):"
+
+# a seeded sample of the mutants (minutes, not hours): benchmarks/results/mutation, docs/testing.md
+mutation-sample: venv
+	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
+	rm -rf mutants
+	$(MUTATION_ENV) $(BIN)/python benchmarks/mutation_sample.py $(ARGS)
+	$(BIN)/python benchmarks/check.py --write
 
 clean:
 	rm -rf $(VENV) $(CURRENT_VENV) outputs saved log log_tensorboard mutants mutation-results.txt

@@ -30,6 +30,7 @@ class Source:
 def _registry() -> dict[str, Source]:
     import _ablation_md
     import _es_md
+    import _mutation_md
     import _paper_md
     import _studies_md
 
@@ -42,6 +43,7 @@ def _registry() -> dict[str, Source]:
         "ablation": Source("ablation", _ablation_md.readme_block),
         "scale": Source("scale", _studies_md.scale_block),
         "distributions": Source("distributions", _studies_md.distributions_block),
+        "mutation": Source("mutation", _mutation_md.mutation_block),
     }
 
 

@@ -6,14 +6,21 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from recbole_attrcloak.audit import AuditSettings, audit_representations
+from recbole_attrcloak.audit.core import _strongest
 from recbole_attrcloak.audit.metrics import (
     METRICS,
     balanced_accuracy,
     confusion_matrix,
     roc_auc,
     split_metrics,
+    summarise,
 )
-from recbole_attrcloak.audit.protocols import kfold_splits, prepare_attribute, shadow_splits
+from recbole_attrcloak.audit.protocols import (
+    kfold_splits,
+    min_class_size,
+    prepare_attribute,
+    shadow_splits,
+)
 from recbole_attrcloak.audit.significance import (
     bootstrap_balanced_accuracy,
     combine_folds,
@@ -21,6 +28,7 @@ from recbole_attrcloak.audit.significance import (
     maxt_adjusted,
     permutation_p_value,
     permutation_settled,
+    permutation_summary,
     subset_permutations,
 )
 from recbole_attrcloak.data.attributes import AttributeLabels
@@ -434,6 +442,13 @@ def test_settings_are_validated():
     assert AuditSettings().refit_attackers == ("logreg", "knn")
     with pytest.raises(ValueError, match="permutation counts"):
         AuditSettings(n_held_out_permutations=-1)
+    with pytest.raises(ValueError, match="at least one protocol"):
+        AuditSettings(protocols=())
+    with pytest.raises(ValueError, match="at least one protocol and one attacker"):
+        AuditSettings(attackers=())
+    for fraction in (0.0, 1.0):
+        with pytest.raises(ValueError, match="shadow_fraction"):
+            AuditSettings(shadow_fraction=fraction)
     with pytest.raises(ValueError, match="quick, full"):
         AuditSettings.preset("thorough")
     quick = AuditSettings.preset("quick")
@@ -451,3 +466,68 @@ def test_inputs_are_validated(data):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="finite"):
         audit_representations(bad, attributes, CHEAP)
+
+
+def test_familywise_p_values_standardise_each_attackers_null():
+    # Column 0's null is ten times wider than column 1's; standardised, the observed row tops
+    # every permutation only in column 1 (raw, column 0 would dominate every maximum).
+    wide = 10 * np.array([0.0, 1.0, 1.0, -2.0])
+    narrow = np.array([2.0, 0.0, -1.0, -1.0])
+    np.testing.assert_allclose(maxt_adjusted(np.column_stack([wide, narrow])), [3 / 4, 1 / 4])
+
+
+def test_permutation_summary_and_summarise_by_hand():
+    summary = permutation_summary(np.array([0.7, 0.5, 0.6, 0.4]))
+    assert summary["null_mean"] == pytest.approx(0.5)
+    assert summary["null_std"] == pytest.approx(0.1)
+    assert summary["p_value"] == pytest.approx(1 / 4) and summary["n_permutations"] == 3
+    assert permutation_summary(np.array([0.7, 0.5]))["null_std"] == 0.0
+    one = summarise([dict.fromkeys(METRICS, 0.6)])
+    assert all(one[m] == {"mean": 0.6, "std": 0.0} for m in METRICS)
+
+
+def _pair(mean: float, p_two: float, observed: float, p: float, p_below: float) -> tuple:
+    metrics = {"balanced_accuracy": {"mean": mean, "ci95": (mean - 0.05, mean + 0.05)}}
+    test = {
+        "p_familywise_two_sided": p_two,
+        "observed": observed,
+        "null_mean": 0.5,
+        "p_familywise": p,
+        "p_familywise_below": p_below,
+    }
+    return metrics, test
+
+
+def _verdict(**pairs: tuple) -> dict:
+    keys = {name: tuple(name.split("_")) for name in pairs}
+    metrics = {keys[n]: pair[0] for n, pair in pairs.items()}
+    tests = {keys[n]: pair[1] for n, pair in pairs.items()}
+    return _strongest(metrics, tests, chance=0.5, alpha=0.05)
+
+
+def test_the_verdict_rests_on_the_smallest_two_sided_familywise_p_value():
+    # The significant pair is not the first by name: the verdict still finds it.
+    leak = _verdict(
+        kfold_logreg=_pair(0.55, 0.5, 0.55, 0.3, 0.9), shadow_mlp=_pair(0.54, 0.01, 0.7, 0.01, 1.0)
+    )
+    assert leak["tested"] == "shadow/mlp" and leak["verdict"].startswith("leakage detected")
+    assert leak["p_value"] == 0.01 and leak["below_chance"] == []
+    # Nothing significant: no pair is listed below chance.
+    clean = _verdict(
+        kfold_logreg=_pair(0.5, 0.5, 0.5, 0.5, 0.5), shadow_mlp=_pair(0.49, 0.3, 0.48, 0.9, 0.2)
+    )
+    assert clean["below_chance"] == [] and clean["verdict"].startswith("no leakage detectable")
+    # Two-sided significant below the null mean while the one-sided familywise p is not: the
+    # pair is still named as over-correction.
+    over = _verdict(
+        kfold_logreg=_pair(0.5, 0.6, 0.5, 0.5, 0.5), shadow_mlp=_pair(0.45, 0.02, 0.4, 1.0, 0.08)
+    )
+    assert over["below_chance"] == ["shadow/mlp"]
+    assert over["verdict"].startswith("below chance: over-correction (shadow/mlp;")
+
+
+def test_a_shadow_split_needs_one_expected_member_in_the_shadow_set():
+    # ceil(1 / fraction), at least 2; 1 / 0.2 is 5 in floating point, 1 / 0.3 is 3.33...
+    sizes = [min_class_size("shadow", shadow_fraction=f, n_folds=3) for f in (0.2, 0.3, 0.5, 0.9)]
+    assert sizes == [5, 4, 2, 2]
+    assert min_class_size("kfold", shadow_fraction=0.2, n_folds=7) == 7

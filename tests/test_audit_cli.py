@@ -179,7 +179,24 @@ def test_classes_left_out_of_the_audit_are_counted_and_printed(exported, tmp_pat
     assert main([*args, "--stage", "original", "--output", str(output)]) == 0
     entry = json.loads(output.read_text())["stages"]["original"]["gender"]
     assert entry["dropped_classes"] == {"X": 1} and entry["n_dropped"] == 1
-    assert "original: gender: 1 users left out of the audit" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "original: gender: 1 users left out of the audit" in printed
+    _assert_markdown_tables(printed, count=2)
+
+
+def _assert_markdown_tables(text: str, count: int) -> None:
+    """``text`` holds ``count`` Markdown tables, each a header, a ``|---|…|`` rule of as many
+    columns and rows of as many cells."""
+    tables = [
+        [line for line in block.splitlines() if line.startswith("|")]
+        for block in text.split("\n\n")
+    ]
+    tables = [t for t in tables if t]
+    assert len(tables) == count
+    for header, rule, *rows in tables:
+        columns = header.count("|") - 1
+        assert rule == "|---" * columns + "|"
+        assert rows and all(row.count("|") - 1 == columns for row in rows)
 
 
 def test_ctrl_c_is_one_line_and_exit_code_130(exported, capsys, monkeypatch):

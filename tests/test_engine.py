@@ -405,3 +405,14 @@ def test_adapter_and_engine_follow_the_same_trajectory(trained, mode, objective)
     unlearned = adapter.model.user_embedding.weight.detach()
     torch.testing.assert_close(unlearned, table.detach(), rtol=1e-6, atol=1e-7)
     assert not torch.equal(unlearned, trained.model.user_embedding.weight.detach())
+
+
+def test_relative_learning_rates_scale_with_each_tensors_rms():
+    table = torch.full((2, 2), 0.5)  # RMS 0.5
+    bias = torch.zeros(3)  # no scale of its own: the RMS of all user-side entries, sqrt(1/7)
+    groups = param_groups([table, bias], 0.02, relative=True)
+    assert [g["params"] for g in groups] == [[table], [bias]]
+    assert groups[0]["lr"] == pytest.approx(0.01)
+    assert groups[1]["lr"] == pytest.approx(0.02 * (1 / 7) ** 0.5)
+    (single,) = param_groups([table, bias], 0.02, relative=False)
+    assert single["lr"] == 0.02 and single["params"] == [table, bias]

@@ -113,6 +113,9 @@ def test_normalized_is_scale_invariant():
 def test_fixed():
     _check(solve_alpha(_v(1, 0), _v(0, 1), solver="fixed", fixed_alpha=0.8), 0.8, 0.8, 0.2)
     _check(solve_alpha(_v(0, 0), _v(0, 0), solver="fixed", fixed_alpha=0.0), 0.0, 0.0, 1.0)
+    # both ends of [0, 1] are allowed: all unlearning, or all retention
+    _check(solve_alpha(_v(1, 0), _v(0, 1), solver="fixed", fixed_alpha=1.0), 1.0, 1.0, 0.0)
+    _check(solve_alpha(_v(3, 4), _v(0, 1), solver="fixed_unit", fixed_alpha=1.0), 1.0, 0.2, 0.0)
 
 
 def test_bad_arguments():
@@ -215,3 +218,47 @@ def test_fixed_projected_never_holds_the_unlearning_direction_back(alpha):
     plain = solve_alpha(g_au, conflicting, solver="fixed_unit", fixed_alpha=alpha)
     held_back = plain.w_au * g_au + plain.w_r * conflicting
     assert float(held_back[0]) < alpha  # fixed_unit lets retention cancel part of the step
+
+
+@pytest.mark.parametrize("g_r", [(0.5, 1.0), (0.01, 3.0), (2.0, 0.001)])
+def test_projected_leaves_agreeing_gradients_of_any_scale_alone(g_r):
+    # g_auᵀg_r > 0 (small or large): no projection, exactly the "normalized" weights (and, for
+    # "fixed_projected", the "fixed_unit" ones).
+    g_au, retention = _v(1, 0), _v(*g_r)
+    assert solve_alpha(g_au, retention) == solve_alpha(g_au, retention, solver="normalized")
+    fixed = solve_alpha(g_au, retention, solver="fixed_projected", fixed_alpha=0.3)
+    assert fixed == solve_alpha(g_au, retention, solver="fixed_unit", fixed_alpha=0.3)
+
+
+@pytest.mark.parametrize("solver", ["projected", "fixed_projected"])
+def test_exactly_opposed_gradients_leave_no_rounding_residue(solver):
+    # g_r = −c·g_au in float: the projection leaves only rounding error of either sign, which
+    # must count as zero (a residue would get weight 1/‖residue‖ and swamp the step).
+    gen = torch.Generator().manual_seed(3)
+    fixed = 0.7 if solver == "fixed_projected" else None
+    for _ in range(40):
+        g_au = torch.randn(7, generator=gen, dtype=torch.float64)
+        scale = float(torch.rand(1, generator=gen, dtype=torch.float64)) * 10 + 0.1
+        w = solve_alpha(g_au, -scale * g_au, solver=solver, fixed_alpha=fixed)
+        step = w.w_au * g_au + w.w_r * (-scale * g_au)
+        expected = (1.0 if fixed is None else fixed) * g_au / g_au.norm()
+        assert w.alpha_u == pytest.approx(1.0 if fixed is None else fixed)
+        assert w.w_r == 0.0
+        torch.testing.assert_close(step, expected)
+
+
+@pytest.mark.parametrize("solver", ["fixed_unit", "fixed_projected"])
+def test_fixed_unit_gives_a_zero_gradient_weight_zero(solver):
+    w = solve_alpha(_v(3, 4), _v(0, 0), solver=solver, fixed_alpha=0.6)
+    _check(w, 0.6, 0.6 / 5, 0.0)
+    w = solve_alpha(_v(0, 0), _v(3, 4), solver=solver, fixed_alpha=0.6)
+    _check(w, 0.6, 0.0, 0.4 / 5)
+
+
+@pytest.mark.parametrize("solver", ["projected", "normalized", "fixed_unit", "fixed_projected"])
+def test_an_underflowing_unlearning_gradient_against_a_conflicting_one_stays_finite(solver):
+    # ‖g_au‖² underflows to 0 while g_auᵀg_r < 0 does not: no projection (no division by 0).
+    fixed = 0.5 if solver.startswith("fixed") else None
+    w = solve_alpha(_v(1e-200, 0), _v(-1, 1), solver=solver, fixed_alpha=fixed)
+    assert all(math.isfinite(x) for x in (w.alpha_u, w.w_au, w.w_r))
+    assert w.w_au == 0.0

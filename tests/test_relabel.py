@@ -3,6 +3,7 @@ blind to nothing a kernel sees, differentiable, and honest about what it drops."
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -187,3 +188,108 @@ def test_no_overshoot_below_chance_on_noise():
     moved = float((after - x).norm() / x.norm())
     assert moved < 0.02  # nothing to remove: the state barely moves ...
     assert _attack(after, y, "logreg") > 0.45  # ... and no attacker is pushed below chance
+
+
+def test_the_settings_choose_critics_features_tolerance_and_margin():
+    x, y = _ring(n=200)
+    settings = {
+        "au_kernel_gammas": [2.0],
+        "au_critic_ridges": ["inf", 0.5],
+        "au_features": 32,
+        "au_z_tol": 1.5,
+        "au_z_margin": 0.25,
+        "au_min_class_size": 3,
+    }
+    objective = RelabelingNull.from_settings({"a": y}, settings, seed=4)
+    assert objective.seed == 4
+    assert objective.critics == default_critics([2.0], [math.inf, 0.5])
+    assert (objective.n_features, objective.tolerance, objective.margin) == (32, 1.5, 0.25)
+    assert objective.terms() == []  # nothing checked yet
+    objective(x)
+    names = sorted(t.name for t in objective.terms())
+    assert names == sorted(f"a/{c.name}/z" for c in default_critics([2.0], [math.inf, 0.5]))
+
+
+def test_label_moments_by_hand():
+    # classes of 2 and 3 users: ỹ_u = 1[y_u = k]/n_k − 1/5
+    codes = torch.tensor([0, 0, 1, 1, 1])
+    (attr,) = RelabelingNull({"a": codes}, seed=0).attributes
+    y = torch.zeros(5, 2, dtype=torch.float64)
+    y[torch.arange(5), codes] = 1.0
+    y = y / y.sum(0) - 1 / 5
+    inner = y @ y.T
+    pairs = [float(inner[u, v]) ** 2 for u in range(5) for v in range(5) if u != v]
+    assert attr.pair_sq == pytest.approx(sum(pairs) / len(pairs))
+    assert attr.label_sq == pytest.approx(float(y.square().sum()))
+    torch.testing.assert_close(attr.labels, y)
+
+
+def test_linear_critics_do_not_see_the_scale_of_later_representations():
+    # The first call fixes the standardisation; a linear critic's z (U and its null spread both
+    # scale with the square of the representations) is then the same at any scale.
+    x = _noise()
+    y = (torch.arange(len(x)) % 2).long()
+    objective = RelabelingNull({"a": y}, seed=0)
+    objective.zscores(x)
+    planted = x.clone()
+    planted[y == 1, 0] += 0.3
+    draw = objective._check_draw
+    big, small = objective.zscores(planted, draw), objective.zscores(1e-3 * planted, draw)
+    linear = [k for k in big if k[1].startswith("linear")]
+    assert len(linear) == 3 and max(float(big[k]) for k in linear) > 2
+    for key in linear:
+        assert float(small[key]) == pytest.approx(float(big[key]), rel=1e-6)
+
+
+def test_the_standardisation_makes_every_coordinates_scale_irrelevant():
+    # The first call's per-coordinate scale is divided out: the same users with coordinates
+    # stretched by 10⁻² … 10² (a planted signal on the shrunk one) give the same z-scores.
+    x = _noise()
+    y = (torch.arange(len(x)) % 2).long()
+    x[y == 1, 0] += 0.5
+    stretched = x * torch.logspace(-2, 2, x.shape[1], dtype=torch.float64)
+    plain = RelabelingNull({"a": y}, n_features=64, seed=5)
+    scaled = RelabelingNull({"a": y}, n_features=64, seed=5)
+    plain.check(x)
+    scaled.check(stretched)
+    assert max(plain.checked.values()) > 5
+    assert scaled.checked == pytest.approx(plain.checked, rel=1e-6)
+    # the same seed, the same check draw: a run's stopping decisions are reproducible
+    again = RelabelingNull({"a": y}, n_features=64, seed=5)
+    assert again.check(x) == plain.check(x) and again.checked == plain.checked
+
+
+def test_a_statistic_exactly_at_the_tolerance_meets_it():
+    # distance() is 0 exactly when every term is met, also at the boundary |z| = tolerance.
+    x, y = _ring(n=200)
+    objective = RelabelingNull({"a": y}, n_features=32, seed=0)
+    objective.check(x)
+    objective.tolerance = objective.max_abs_z
+    assert objective.distance() == 0.0
+    assert all(t.met for t in objective.terms())
+
+
+def test_the_null_mean_is_exact_also_for_an_attribute_known_on_some_users():
+    # Attribute "b" is known on 6 of the 8 rows (its own, uncentred subset of the features).
+    # Over every relabeling of those 6 users (3 and 3), U − E_π U averages to 0 exactly.
+    x = _noise(n=8, d=3, seed=2)
+    critics = (Critic(None, math.inf), Critic(None, 1.0))
+    excess = {c.name: [] for c in critics}
+    for ones in itertools.combinations(range(6), 3):
+        b = torch.full((8,), -1)
+        b[:6] = 0
+        b[list(ones)] = 1
+        a = torch.arange(8) % 2
+        stats = RelabelingNull({"a": a, "b": b}, critics=critics, seed=0).statistics(x)
+        for c in critics:
+            excess[c.name].append(float(stats["b", c.name][0]))
+    for name, values in excess.items():
+        spread = max(abs(v) for v in values)
+        assert spread > 1e-3, name
+        assert abs(sum(values) / len(values)) < 1e-9 * spread, name
+
+
+def test_a_margin_above_every_z_leaves_nothing_to_pull():
+    x = _noise()
+    y = torch.arange(len(x)) % 3
+    assert float(RelabelingNull({"a": y}, n_features=32, margin=1e3, seed=0)(x)) == 0.0

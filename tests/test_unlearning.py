@@ -7,7 +7,7 @@ import scipy.sparse
 import torch
 
 from recbole_attrcloak import report
-from recbole_attrcloak.engine import param_groups, sample_outside
+from recbole_attrcloak.engine import sample_outside
 from recbole_attrcloak.quick_start import run
 from recbole_attrcloak.registry import UserSide
 from recbole_attrcloak.unlearning.attrcloak import training_history
@@ -98,17 +98,6 @@ def test_df_keeps_the_first_state_that_meets_the_target(
         assert outcome["final_l_au"] <= 2 * tol**2 + 1e-9
     else:  # every z-score of the kept state is within the tolerance
         assert all(abs(t["value"]) <= tol for t in outcome["terms"])
-
-
-def test_relative_learning_rates_scale_with_each_tensors_rms():
-    table = torch.full((2, 2), 0.5)  # RMS 0.5
-    bias = torch.zeros(3)  # no scale of its own: the RMS of all user-side entries, sqrt(1/7)
-    groups = param_groups([table, bias], 0.02, relative=True)
-    assert [g["params"] for g in groups] == [[table], [bias]]
-    assert groups[0]["lr"] == pytest.approx(0.01)
-    assert groups[1]["lr"] == pytest.approx(0.02 * (1 / 7) ** 0.5)
-    (single,) = param_groups([table, bias], 0.02, relative=False)
-    assert single["lr"] == 0.02 and single["params"] == [table, bias]
 
 
 class _FixedScores(torch.nn.Module):
