@@ -103,6 +103,8 @@ def test_unknown_users_and_small_classes_are_left_out():
     assert set(z_all) == set(before)
     with pytest.raises(ValueError, match="fewer than 2 classes"):
         RelabelingNull({"a": torch.tensor([0, 0, 0, 1, -1])}, min_class_size=2)
+    with pytest.raises(ValueError, match="at least one attribute"):
+        RelabelingNull({})
 
 
 def test_gradient_matches_finite_differences():
