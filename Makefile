@@ -67,11 +67,14 @@ mutation: venv
 	$(BIN)/mutmut results > mutation-results.txt
 	@grep -c ": survived" mutation-results.txt | xargs echo "survivors (mutation-results.txt):"
 
-# a seeded sample of the mutants (minutes, not hours): benchmarks/results/mutation, docs/testing.md
+# a seeded sample of the mutants, then every mutant of relabel.py and moo.py (minutes, not
+# hours): benchmarks/results/mutation, docs/testing.md
 mutation-sample: venv
 	$(BIN)/pip install -q -c constraints.txt -e ".[test,mutation]"
 	rm -rf mutants
 	$(MUTATION_ENV) $(BIN)/python benchmarks/mutation_sample.py $(ARGS)
+	$(MUTATION_ENV) $(BIN)/python benchmarks/mutation_sample.py --per-module 0 --focus-size 1000 \
+		--out benchmarks/results/mutation/focus
 	$(BIN)/python benchmarks/check.py --write
 
 clean:

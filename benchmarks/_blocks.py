@@ -44,6 +44,7 @@ def _registry() -> dict[str, Source]:
         "scale": Source("scale", _studies_md.scale_block),
         "distributions": Source("distributions", _studies_md.distributions_block),
         "mutation": Source("mutation", _mutation_md.mutation_block),
+        "mutation_focus": Source("mutation/focus", _mutation_md.focus_block),
     }
 
 

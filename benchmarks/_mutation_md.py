@@ -21,6 +21,27 @@ def _read(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
+def _notes(results: Path) -> dict[str, str]:
+    """notes.csv: mutant → what kills it or why it is harmless."""
+    notes = results / "notes.csv"
+    return {r["mutant"]: r["note"] for r in _read(notes)[1]} if notes.is_file() else {}
+
+
+def focus_block(results: Path, link: str) -> str:
+    """Every mutant of the focus modules against the tests after the sampled round: counts and
+    each survivor with why it is harmless (results/mutation/focus)."""
+    text = mutation_block(results, link)
+    survivors = results / "survivors.txt"
+    if not survivors.is_file() or (results / "rerun.csv").is_file():
+        return text
+    why = _notes(results)
+    table = [
+        [f"`{name.removeprefix('recbole_attrcloak.')}`", why.get(name, "not examined")]
+        for name in survivors.read_text(encoding="utf-8").split()
+    ]
+    return "\n".join([text, *markdown_table(["survivor", "killed by / why harmless"], table)])
+
+
 def mutation_block(results: Path, link: str) -> str:
     """The sample's provenance, its outcome counts in all and per module, and the survivors'
     outcomes after the new tests."""
@@ -46,6 +67,7 @@ def mutation_block(results: Path, link: str) -> str:
             *(r[o] for o in outcomes),
         ]
         for r in rows
+        if int(r["sampled"])
     ]
     lines += markdown_table(["module", "generated", "sampled", *outcomes], table)
     rerun = results / "rerun.csv"
@@ -58,10 +80,7 @@ def mutation_block(results: Path, link: str) -> str:
             f"{len(again) - killed} still survive, each explained below.",
             "",
         ]
-        notes = results / "notes.csv"
-        why = {}
-        if notes.is_file():
-            why = {r["mutant"]: r["note"] for r in _read(notes)[1]}
+        why = _notes(results)
         table = [
             [
                 f"`{r['mutant'].removeprefix('recbole_attrcloak.')}`",

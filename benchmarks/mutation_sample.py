@@ -159,7 +159,7 @@ def write_summary(
     return survivors
 
 
-def rerun_survivors(out: Path, max_children: int) -> None:
+def rerun_survivors(out: Path, max_children: int, command: str) -> None:
     """Run survivors.txt's mutants against the current tests; rerun.csv: name, status."""
     survivors = (out / "survivors.txt").read_text(encoding="utf-8").split()
     if not survivors:
@@ -167,10 +167,7 @@ def rerun_survivors(out: Path, max_children: int) -> None:
     mutmut("run", "--max-children", str(max_children), *survivors, check=False)
     statuses = results()
     with (out / "rerun.csv").open("w", newline="", encoding="utf-8") as handle:
-        handle.write(
-            f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}: "
-            "`python benchmarks/mutation_sample.py --rerun-survivors`\n"
-        )
+        handle.write(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, commit {commit()}: `{command}`\n")
         writer = csv.writer(handle)
         writer.writerow(["mutant", "status"])
         writer.writerows([name, statuses.get(name, "not checked")] for name in survivors)
@@ -189,8 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rerun-survivors", action="store_true")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    command = "python benchmarks/mutation_sample.py " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
     if args.rerun_survivors:
-        rerun_survivors(args.out, args.max_children)
+        rerun_survivors(args.out, args.max_children, command.strip())
         return 0
     names = generate()
     focus = [m for m in args.focus.split(",") if m]
@@ -204,9 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, code = datetime.now(UTC), commit()
     mutmut("run", "--max-children", str(args.max_children), *sample, check=False)
     minutes = (datetime.now(UTC) - started).total_seconds() / 60
-    command = "python benchmarks/mutation_sample.py " + " ".join(
-        sys.argv[1:] if argv is None else argv
-    )
     header = [
         f"Command: `{command.strip()}` (seed {args.seed}, {args.per_module} per module, "
         f"{args.focus_size} of each of {', '.join(focus)})",

@@ -44,6 +44,9 @@ def test_paper_result_is_the_min_norm_point():
 
 
 def test_paper_clipping_to_df_bounds():
+    _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper", bounds=(0.4, 0.4)), 0.4, 0.4, 0.6)
+    with pytest.raises(ValueError, match="bounds"):
+        solve_alpha(_v(2, 0), _v(0, 1), bounds=(0.0, 1.5))
     _check(solve_alpha(_v(2, 0), _v(1, 0), solver="paper", bounds=(0.1, 1.0)), 0.1, 0.1, 0.9)
     _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper", bounds=(0.1, 1.0)), 0.2, 0.2, 0.8)
     _check(solve_alpha(_v(2, 0), _v(0, 1), solver="paper", bounds=(0.3, 0.6)), 0.3, 0.3, 0.7)
@@ -116,6 +119,8 @@ def test_fixed():
     # both ends of [0, 1] are allowed: all unlearning, or all retention
     _check(solve_alpha(_v(1, 0), _v(0, 1), solver="fixed", fixed_alpha=1.0), 1.0, 1.0, 0.0)
     _check(solve_alpha(_v(3, 4), _v(0, 1), solver="fixed_unit", fixed_alpha=1.0), 1.0, 0.2, 0.0)
+    # fixed_unit by hand: α/‖g_au‖ and (1 − α)/‖g_r‖
+    _check(solve_alpha(_v(3, 4), _v(0, 2), solver="fixed_unit", fixed_alpha=0.6), 0.6, 0.12, 0.2)
 
 
 def test_bad_arguments():
@@ -262,3 +267,20 @@ def test_an_underflowing_unlearning_gradient_against_a_conflicting_one_stays_fin
     w = solve_alpha(_v(1e-200, 0), _v(-1, 1), solver=solver, fixed_alpha=fixed)
     assert all(math.isfinite(x) for x in (w.alpha_u, w.w_au, w.w_r))
     assert w.w_au == 0.0
+
+
+def test_gradients_equal_up_to_rounding_count_as_equal():
+    # g_r = (1 + 10⁻⁷)·g_au at a large scale: ‖g_au − g_r‖² is 10⁻¹⁴ of ‖g_au‖², below the
+    # relative tolerance: α = 0.5 (Eq. 26 on the raw numbers would give about 10⁷, clipped to 1).
+    gen = torch.Generator().manual_seed(4)
+    for _ in range(10):
+        g = 1e3 * torch.randn(5, generator=gen, dtype=torch.float64)
+        assert solve_alpha(g, (1 + 1e-7) * g, solver="paper").alpha_u == 0.5
+
+
+@pytest.mark.parametrize("scale", [0.25, 4.0])
+def test_fixed_projected_projects_whatever_the_unlearning_gradients_length(scale):
+    g_au = _v(scale, 0)
+    w = solve_alpha(g_au, _v(-3, 3), solver="fixed_projected", fixed_alpha=0.5)
+    step = w.w_au * g_au + w.w_r * _v(-3, 3)
+    torch.testing.assert_close(step, _v(0.5, 0.5))

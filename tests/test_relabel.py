@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from recbole_attrcloak.losses import LeakageObjective, RelabelingNull, default_critics
-from recbole_attrcloak.losses.relabel import Critic
+from recbole_attrcloak.losses.relabel import Critic, _Metric
 
 
 def _noise(n: int = 400, d: int = 12, seed: int = 0) -> torch.Tensor:
@@ -41,7 +41,7 @@ def test_z_scores_follow_the_permutation_null_on_noise():
     zs = torch.stack(zs)
     assert zs.mean().abs() < 0.2  # every critic centred on its null ...
     assert zs.mean(0).abs().max() < 0.6
-    assert 0.7 < float(zs.std()) < 1.3  # ... with the null's spread
+    assert 0.85 < float(zs.std()) < 1.15  # ... with the null's spread (270 z: SE about 0.05)
 
 
 def test_planted_class_means_are_seen_by_every_linear_critic():
@@ -103,6 +103,8 @@ def test_unknown_users_and_small_classes_are_left_out():
     assert set(z_all) == set(before)
     with pytest.raises(ValueError, match="fewer than 2 classes"):
         RelabelingNull({"a": torch.tensor([0, 0, 0, 1, -1])}, min_class_size=2)
+    with pytest.raises(ValueError, match="at least one attribute"):
+        RelabelingNull({})
 
 
 def test_gradient_matches_finite_differences():
@@ -202,6 +204,9 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
     }
     objective = RelabelingNull.from_settings({"a": y}, settings, seed=4)
     assert objective.seed == 4
+    rare = y.clone()
+    rare[:2] = 2  # a class of two users: below au_min_class_size
+    assert RelabelingNull.from_settings({"a": rare}, settings, 0).dropped_classes == {"a": (2,)}
     assert objective.critics == default_critics([2.0], [math.inf, 0.5])
     assert (objective.n_features, objective.tolerance, objective.margin) == (32, 1.5, 0.25)
     assert objective.terms() == []  # nothing checked yet
@@ -222,6 +227,9 @@ def test_label_moments_by_hand():
     assert attr.pair_sq == pytest.approx(sum(pairs) / len(pairs))
     assert attr.label_sq == pytest.approx(float(y.square().sum()))
     torch.testing.assert_close(attr.labels, y)
+    # a class of one user, kept with min_class_size=1: its label is 1 − 1/m
+    (single,) = RelabelingNull({"a": torch.tensor([0, 0, 1, 1, 2])}, min_class_size=1).attributes
+    assert float(single.labels[4, 2]) == pytest.approx(1 - 1 / 5)
 
 
 def test_linear_critics_do_not_see_the_scale_of_later_representations():
@@ -293,3 +301,28 @@ def test_a_margin_above_every_z_leaves_nothing_to_pull():
     x = _noise()
     y = torch.arange(len(x)) % 3
     assert float(RelabelingNull({"a": y}, n_features=32, margin=1e3, seed=0)(x)) == 0.0
+
+
+@pytest.mark.parametrize("gamma", [1.0, 4.0])
+def test_random_features_approximate_the_gaussian_kernel(gamma):
+    # ⟨φ(z), φ(z')⟩ ≈ exp(−γ‖z − z'‖²/d) for the critic's bandwidth (d = 4 coordinates).
+    z = _noise(n=6, d=4, seed=7) * 0.6
+    critics = (Critic(1.0, math.inf), Critic(4.0, math.inf))
+    objective = RelabelingNull({"a": torch.tensor([0, 1] * 3)}, critics=critics, n_features=2000)
+    objective.check(z)  # fixes the standardisation
+    z_in = (z - objective.shift) / objective.scale  # what the features see
+    draws = [objective._features(z_in, gamma, objective._draw()) for _ in range(10)]
+    approx = sum(phi @ phi.T for phi in draws) / len(draws)  # 20 000 features in all
+    kernel = torch.exp(-gamma * torch.cdist(z_in, z_in).square() / 4)
+    torch.testing.assert_close(approx, kernel, atol=0.03, rtol=0)
+
+
+def test_the_pair_sum_of_the_null_spread_by_hand():
+    # Σ_{u≠v} ⟨f_u, f_v⟩²_M, with and without a metric M
+    f = _noise(n=7, d=3, seed=1)
+    a = torch.randn(3, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    for metric in (None, a @ a.T + torch.eye(3, dtype=torch.float64)):
+        m = torch.eye(3, dtype=torch.float64) if metric is None else metric
+        inner = f @ m @ f.T
+        expected = float(inner.square().sum() - inner.diagonal().square().sum())
+        assert float(_Metric(f, metric).whole[2]) == pytest.approx(expected)
