@@ -130,23 +130,17 @@ def solve_alpha(
     aa, bb, ab = _gram(g_au, g_r)
     if not all(math.isfinite(v) for v in (aa, bb, ab)):
         raise ValueError("gradients contain NaN or inf")
-    if solver in (Solver.FIXED_UNIT, Solver.FIXED_PROJECTED):
-        alpha = float(fixed_alpha)
-        shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded into w_au below
-        if solver == Solver.FIXED_PROJECTED and ab < 0.0 and aa > 0.0:
-            shift = ab / aa
-            projected = bb - ab * shift
-            bb = projected if projected > _REL_TOL * bb else 0.0
-        norm_au, norm_r = math.sqrt(aa), math.sqrt(bb)
-        w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0
-        w_au = alpha / norm_au - w_r * shift if norm_au >= _TINY else 0.0
-        return LossWeights(alpha, w_au, w_r)
     shift = 0.0  # projection: g_r' = g_r − shift·g_au, folded back into w_au below
-    if solver == Solver.PROJECTED and ab < 0.0 and aa > 0.0:
+    if solver in (Solver.PROJECTED, Solver.FIXED_PROJECTED) and ab < 0.0 and aa > 0.0:
         shift = ab / aa
         projected = bb - ab * shift
         bb, ab = (projected if projected > _REL_TOL * bb else 0.0), 0.0
     norm_au, norm_r = math.sqrt(aa), math.sqrt(bb)
+    if solver in (Solver.FIXED_UNIT, Solver.FIXED_PROJECTED):
+        alpha = float(fixed_alpha)
+        w_r = (1.0 - alpha) / norm_r if norm_r >= _TINY else 0.0
+        w_au = alpha / norm_au - w_r * shift if norm_au >= _TINY else 0.0
+        return LossWeights(alpha, w_au, w_r)
     if norm_au < _TINY:
         alpha = low
     elif norm_r < _TINY:
