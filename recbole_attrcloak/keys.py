@@ -187,6 +187,8 @@ KEYS: dict[str, Check] = {
     "au_objective": choice(Objective),
     "au_kernel_gammas": listof(real("(0, inf)")),
     "au_features": integer(1),
+    "au_directions": integer(0),
+    "au_spectral": integer(0),
     "au_critic_ridges": listof(real("(0, inf]")),
     "au_z_tol": real("(0, inf)"),
     "au_z_margin": real("[0, inf)"),

@@ -198,6 +198,8 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_kernel_gammas": [2.0],
         "au_critic_ridges": ["inf", 0.5],
         "au_features": 32,
+        "au_directions": 0,
+        "au_spectral": 0,
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,
         "au_min_class_size": 3,

@@ -23,6 +23,11 @@ features are **drawn afresh at every call**: with fixed features an optimiser sa
 features exactly while the kernel as a whole still leaks. ``check`` scores the representations
 with one fixed draw (no gradient) for stopping decisions that do not depend on the draw.
 
+Spectral critics (``spectral`` > 0) add, for every linear critic, its largest eigenvalues of the
+class-mean matrix (the best discriminant directions) against fixed label permutations;
+per-direction critics (``directions`` > 0) the class means along each top principal axis alone
+(``losses.directions``).
+
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
 
@@ -36,6 +41,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest
+from recbole_attrcloak.losses.directions import (
+    direction_statistics,
+    principal_axes,
+    spectral_matrix,
+    spectral_null,
+    top_eigenvalues,
+)
 from recbole_attrcloak.losses.objective import TermReport
 
 INF = math.inf
@@ -64,50 +77,6 @@ def default_critics(
     return tuple(Critic(g, r) for g in kernels for r in ridges)
 
 
-@dataclass(frozen=True)
-class _Attribute:
-    name: str
-    users: Tensor  # rows of the representation with a known value (in a kept class)
-    labels: Tensor  # (m, K) balanced, centred one-hot
-    label_sq: float  # ‖Ỹ‖²_F
-    pair_sq: float  # mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩²
-    dropped: tuple[int, ...]  # class codes left out (fewer than min_class_size users)
-
-
-def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
-    return attr.label_sq, attr.pair_sq, attr.dropped
-
-
-def _balanced_onehot(codes: Tensor, n_classes: int) -> Tensor:
-    """(m, K): 1[y=k]/n_k − 1/m for every user (codes in 0..K−1)."""
-    onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
-    onehot[torch.arange(len(codes)), codes] = 1.0
-    return onehot / onehot.sum(0).clamp_min(1.0) - 1.0 / len(codes)
-
-
-def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
-    codes = torch.as_tensor(codes).long().cpu()
-    known = codes >= 0
-    counts = torch.bincount(codes[known], minlength=int(codes.max()) + 1 if known.any() else 1)
-    kept = counts >= min_class_size
-    if int(kept.sum()) < 2:
-        raise ValueError(
-            f"attribute {name!r}: fewer than 2 classes with at least {min_class_size} users"
-        )
-    recode = torch.full((len(counts),), -1, dtype=torch.long)
-    recode[kept] = torch.arange(int(kept.sum()))
-    mapped = torch.where(known, recode[codes.clamp_min(0)], torch.full_like(codes, -1))
-    users = (mapped >= 0).nonzero().squeeze(1)
-    labels = _balanced_onehot(mapped[users], int(kept.sum()))
-    m = len(users)
-    # Σ_{u≠v} ⟨ỹ_u, ỹ_v⟩² = ‖ỸᵀỸ‖²_F − Σ_u ‖ỹ_u‖⁴: a (K, K) product, never the (m, m) Gram
-    # matrix of the users (80 GB at 10^5 users)
-    total = (labels.T @ labels).square().sum()
-    pair_sq = float((total - labels.square().sum(1).square().sum()) / (m * (m - 1)))
-    dropped = tuple(int(c) for c in (~kept & (counts > 0)).nonzero().squeeze(1))
-    return _Attribute(name, users, labels, float(labels.square().sum()), pair_sq, dropped)
-
-
 class _Metric:
     """One critic's inner product ⟨f_u, f_v⟩_M = f_uᵀMf_v on the centred features (M = I, or
     (G + λ)⁻¹/n for a ridge), and the U-statistic of an attribute under it.
@@ -131,13 +100,16 @@ class _Metric:
             pair_sq = (gram * gram.T).sum() - sq_norms.detach().square().sum()
         return fm, sq_norms, pair_sq
 
+    def rows(self, attr: _Attribute) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """F, FM, ‖f_u‖²_M and Σ_{u≠v} ⟨f_u, f_v⟩²_M over ``attr``'s users."""
+        if len(attr.users) == len(self.feats):
+            return (self.feats, *self.whole)
+        f = self.feats[attr.users]
+        return (f, *self._rows(f))
+
     def statistic(self, attr: _Attribute) -> tuple[Tensor, Tensor]:
         """(U − E_π U, sd_π U) of ``attr``; the first is differentiable."""
-        if len(attr.users) == len(self.feats):
-            f, (fm, sq_norms, off_sq) = self.feats, self.whole
-        else:
-            f = self.feats[attr.users]
-            fm, sq_norms, off_sq = self._rows(f)
+        f, fm, sq_norms, off_sq = self.rows(attr)
         y = attr.labels.to(f.dtype)
         m = len(f)
         s = f.T @ y
@@ -171,6 +143,10 @@ class RelabelingNull:
         critics: Sequence[Critic] | None = None,
         n_features: int = 256,
         min_class_size: int = 2,
+        directions: int = 0,
+        spectral: int = 0,
+        permutations: int = 32,
+        refresh: int = 10,
         tolerance: float = 2.0,
         margin: float = 0.0,
         seed: int = 0,
@@ -179,6 +155,11 @@ class RelabelingNull:
             raise ValueError("RelabelingNull needs at least one attribute")
         self.critics = tuple(critics or default_critics())
         self.n_features = int(n_features)
+        self.directions = int(directions)
+        self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
+        self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+        self._checks = 0
+        self._refresh_nulls = False
         self.tolerance = float(tolerance)
         self.margin = float(margin)
         self.seed = int(seed)
@@ -204,8 +185,8 @@ class RelabelingNull:
         cls, labels: Mapping[str, Tensor], settings: Mapping[str, Any], seed: int
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
-        ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_z_tol``,
-        ``au_z_margin``, ``au_min_class_size``."""
+        ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
+        ``au_spectral``, ``au_z_tol``, ``au_z_margin``, ``au_min_class_size``."""
         return cls(
             labels,
             critics=default_critics(
@@ -214,6 +195,8 @@ class RelabelingNull:
             ),
             n_features=int(settings["au_features"]),
             min_class_size=int(settings["au_min_class_size"]),
+            directions=int(settings["au_directions"]),
+            spectral=int(settings["au_spectral"]),
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
             seed=seed,
@@ -233,7 +216,18 @@ class RelabelingNull:
         self.shift = ref.mean(0).to(self.dtype)
         self.scale = ref.std(0).clamp_min(1e-12).to(self.dtype)
         self.dim = reference.shape[1]
+        self.axes = None  # the per-direction critics' principal axes (losses.directions)
+        if self.directions:
+            std = (ref - ref.mean(0)) / ref.std(0).clamp_min(1e-12)
+            self.axes = principal_axes(std, self.directions).to(self.dtype)
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
+        shuffles = torch.Generator().manual_seed(self.seed + 1)
+        self.perms = {
+            a.name: torch.stack(
+                [torch.randperm(len(a.users), generator=shuffles) for _ in range(self.permutations)]
+            ).to(device)
+            for a in self.attributes
+        }
         self._check_draw = self._draw()
         self._ready = True
 
@@ -293,6 +287,41 @@ class RelabelingNull:
                 shared = _Metric(feats, metric)
                 for attr in self.attributes:
                     out[attr.name, critic.name] = shared.statistic(attr)
+                    if self.spectral and gamma is None:
+                        out.update(self._spectral(shared, attr, critic))
+        if self.axes is not None:
+            out.update(self._direction_statistics(z_in))
+        return out
+
+    def _spectral(
+        self, shared: _Metric, attr: _Attribute, critic: Critic
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """The spectral critics of a linear critic: its top eigenvalues against their null
+        under fixed label permutations (refreshed every ``refresh`` checks)."""
+        f, fm, sq_norms, _ = shared.rows(attr)
+        y = attr.labels.to(f.dtype)
+        r = min(self.spectral, y.shape[1] - 1)
+        top = top_eigenvalues(spectral_matrix(f, fm, sq_norms, y), r)
+        key = (attr.name, critic.name)
+        if key not in self._nulls or self._refresh_nulls:
+            detached = (f.detach(), fm.detach(), sq_norms.detach())
+            self._nulls[key] = spectral_null(*detached, y, self.perms[attr.name], r)
+        mean, spread = self._nulls[key]
+        return {
+            (attr.name, f"{critic.name}/top{j + 1}"): (top[j] - mean[j], spread[j])
+            for j in range(r)
+        }
+
+    def _direction_statistics(self, z_in: Tensor) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """The per-direction critics: one 1-D linear statistic per principal axis."""
+        proj = z_in @ self.axes
+        proj = proj - proj.mean(0)
+        out = {}
+        for attr in self.attributes:
+            rows = proj if len(attr.users) == len(proj) else proj[attr.users]
+            excess, spread = direction_statistics(rows, attr.labels, attr.label_sq, attr.pair_sq)
+            for j in range(len(excess)):
+                out[attr.name, f"axis{j + 1}"] = (excess[j], spread[j])
         return out
 
     def __call__(self, reps: Tensor) -> Tensor:
@@ -307,7 +336,10 @@ class RelabelingNull:
         """The largest |z| under the fixed check draw (for stopping and keeping states)."""
         if not self._ready:
             self._setup(reps)
+        self._refresh_nulls = self._checks % self.refresh == 0
+        self._checks += 1
         zs = self.zscores(reps.detach(), self._check_draw)
+        self._refresh_nulls = False
         self.checked = {k: float(v) for k, v in zs.items()}
         return self.max_abs_z
 

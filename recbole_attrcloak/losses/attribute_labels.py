@@ -1,0 +1,56 @@
+"""The attributes' labels as the random-relabeling null needs them: the users with a known value
+in a kept class, their balanced, centred one-hot labels and the label moments of the null.
+
+Pure torch; no RecBole, Ray or scikit-learn import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class _Attribute:
+    name: str
+    users: Tensor  # rows of the representation with a known value (in a kept class)
+    labels: Tensor  # (m, K) balanced, centred one-hot
+    label_sq: float  # ‖Ỹ‖²_F
+    pair_sq: float  # mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩²
+    dropped: tuple[int, ...]  # class codes left out (fewer than min_class_size users)
+
+
+def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
+    return attr.label_sq, attr.pair_sq, attr.dropped
+
+
+def _balanced_onehot(codes: Tensor, n_classes: int) -> Tensor:
+    """(m, K): 1[y=k]/n_k − 1/m for every user (codes in 0..K−1)."""
+    onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
+    onehot[torch.arange(len(codes)), codes] = 1.0
+    return onehot / onehot.sum(0).clamp_min(1.0) - 1.0 / len(codes)
+
+
+def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
+    codes = torch.as_tensor(codes).long().cpu()
+    known = codes >= 0
+    counts = torch.bincount(codes[known], minlength=int(codes.max()) + 1 if known.any() else 1)
+    kept = counts >= min_class_size
+    if int(kept.sum()) < 2:
+        raise ValueError(
+            f"attribute {name!r}: fewer than 2 classes with at least {min_class_size} users"
+        )
+    recode = torch.full((len(counts),), -1, dtype=torch.long)
+    recode[kept] = torch.arange(int(kept.sum()))
+    mapped = torch.where(known, recode[codes.clamp_min(0)], torch.full_like(codes, -1))
+    users = (mapped >= 0).nonzero().squeeze(1)
+    labels = _balanced_onehot(mapped[users], int(kept.sum()))
+    m = len(users)
+    # Σ_{u≠v} ⟨ỹ_u, ỹ_v⟩² = ‖ỸᵀỸ‖²_F − Σ_u ‖ỹ_u‖⁴: a (K, K) product, never the (m, m) Gram
+    # matrix of the users (80 GB at 10^5 users)
+    total = (labels.T @ labels).square().sum()
+    pair_sq = float((total - labels.square().sum(1).square().sum()) / (m * (m - 1)))
+    dropped = tuple(int(c) for c in (~kept & (counts > 0)).nonzero().squeeze(1))
+    return _Attribute(name, users, labels, float(labels.square().sum()), pair_sq, dropped)
