@@ -4,12 +4,16 @@ statistics follow their permutation null on noise."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
 from recbole_attrcloak.losses.attribute_labels import _attribute
 from recbole_attrcloak.losses.directions import (
     direction_statistics,
+    family_tolerance,
     principal_axes,
     spectral_matrix,
 )
@@ -94,3 +98,28 @@ def test_the_spectral_critics_move_a_planted_direction_towards_chance():
     after, outcome = _unlearn(x, {"a": y}, au_spectral=3, au_max_steps=300)
     assert outcome.stop_reason == "target_reached"
     assert abs(_attack(after, y, "logreg") - 0.25) < 0.06
+
+
+def test_the_axes_tolerance_grows_with_their_number_as_the_null_maximum_does():
+    assert family_tolerance(2.0, 27, 27) == pytest.approx(2.0)
+    bounds = [family_tolerance(2.0, 27, n) for n in (27, 48, 192, 384)]
+    assert bounds == sorted(bounds) and bounds[-1] < 3.2
+    g = torch.Generator().manual_seed(6)
+    for n in (27, 192):  # null z-scores meet their family's bound equally often
+        draws = torch.randn(20000, n, generator=g, dtype=torch.float64).abs().amax(1)
+        met = float((draws <= family_tolerance(2.0, 27, n)).double().mean())
+        assert met == pytest.approx(math.erf(2.0 / math.sqrt(2.0)) ** 27, abs=0.015)
+
+
+def test_the_axes_on_noise_barely_move_the_state_and_push_no_attacker_below_chance():
+    x = torch.randn(600, 16, generator=torch.Generator().manual_seed(7))
+    y = torch.randint(0, 3, (600,), generator=torch.Generator().manual_seed(8))
+    after, _ = _unlearn(x, {"a": y}, au_directions=16, au_spectral=0)
+    assert float((after - x).norm() / x.norm()) < 0.05
+    assert _attack(after, y, "logreg") > 0.30  # chance: 1/3
+    objective = RelabelingNull({"a": y}, directions=16, tolerance=2.0, margin=1.5)
+    objective.check(x.double())
+    assert objective.axis_tolerance > objective.tolerance
+    assert objective.axis_margin - objective.margin == pytest.approx(
+        objective.axis_tolerance - objective.tolerance
+    )

@@ -79,7 +79,10 @@ def test_implements_the_objective_protocol_and_reports_every_statistic():
     assert len(terms) == len(default_critics())
     assert all(t.name.startswith("gender/") and t.target == 0.0 for t in terms)
     worst = max(abs(t.value) for t in terms)
-    assert objective.progress() == {"max_abs_z": pytest.approx(worst)}
+    assert objective.progress() == {
+        "max_abs_z": pytest.approx(worst),
+        "beyond_tolerance": pytest.approx(worst - 2.0),
+    }
     assert objective.distance() == pytest.approx(worst - 2.0)
     assert [t.met for t in terms] == [abs(t.value) <= 2.0 for t in terms]
 

@@ -25,8 +25,19 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
+
+
+def family_tolerance(tolerance: float, n_reference: int, n: int) -> float:
+    """The |z| bound that ``n`` independent null z-scores all meet as often as ``n_reference``
+    of them all meet ``tolerance``: the largest |z| of N null statistics grows like √(2 ln N),
+    so one bound for 27 kernel statistics and for 192 principal axes would ask the axes for
+    less than a random relabeling shows (and the optimiser for over-correction)."""
+    within = math.erf(tolerance / math.sqrt(2.0)) ** (n_reference / max(n, 1))
+    return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(within, dtype=torch.float64)))
 
 
 def principal_axes(z: Tensor, k: int) -> Tensor:

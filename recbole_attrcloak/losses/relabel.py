@@ -44,6 +44,7 @@ from torch import Tensor
 from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest
 from recbole_attrcloak.losses.directions import (
     direction_statistics,
+    family_tolerance,
     principal_axes,
     spectral_matrix,
     spectral_null,
@@ -217,9 +218,14 @@ class RelabelingNull:
         self.scale = ref.std(0).clamp_min(1e-12).to(self.dtype)
         self.dim = reference.shape[1]
         self.axes = None  # the per-direction critics' principal axes (losses.directions)
+        self.axis_tolerance, self.axis_margin = self.tolerance, self.margin
         if self.directions:
             std = (ref - ref.mean(0)) / ref.std(0).clamp_min(1e-12)
             self.axes = principal_axes(std, self.directions).to(self.dtype)
+            n_kernel = len(self.critics) * len(self.attributes)
+            n_axes = self.axes.shape[1] * len(self.attributes)
+            self.axis_tolerance = family_tolerance(self.tolerance, n_kernel, n_axes)
+            self.axis_margin = self.margin + self.axis_tolerance - self.tolerance
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
         shuffles = torch.Generator().manual_seed(self.seed + 1)
         self.perms = {
@@ -328,8 +334,17 @@ class RelabelingNull:
         """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random
         features; also scores ``reps`` with the check draw."""
         self.check(reps)
-        zs = torch.stack(list(self.zscores(reps).values()))
-        return torch.relu(zs.abs() - self.margin).square().mean()
+        scored = self.zscores(reps)
+        zs = torch.stack(list(scored.values()))
+        margins = torch.tensor([self._bounds(k)[1] for k in scored], dtype=zs.dtype)
+        return torch.relu(zs.abs() - margins.to(zs.device)).square().mean()
+
+    def _bounds(self, key: tuple[str, str]) -> tuple[float, float]:
+        """(tolerance, margin) of a statistic: the per-direction critics' are calibrated to
+        their number (``losses.directions.family_tolerance``)."""
+        if key[1].startswith("axis"):
+            return self.axis_tolerance, self.axis_margin
+        return self.tolerance, self.margin
 
     @torch.no_grad()
     def check(self, reps: Tensor) -> float:
@@ -351,16 +366,19 @@ class RelabelingNull:
     def distance(self) -> float:
         """How far the last state is from looking like a random relabeling: the largest |z|
         beyond the tolerance (0 once every statistic is within it)."""
-        return max(0.0, self.max_abs_z - self.tolerance)
+        return max(0.0, *(abs(z) - self._bounds(k)[0] for k, z in self.checked.items()))
 
     def terms(self) -> list[TermReport]:
         """Every (attribute, critic) statistic of the last check as a z-score against the
         random-relabeling null (target 0: what random labels show on average)."""
         return [
-            TermReport(f"{attr}/{critic}/z", z, 0.0, None, abs(z) <= self.tolerance)
+            TermReport(
+                f"{attr}/{critic}/z", z, 0.0, None, abs(z) <= self._bounds((attr, critic))[0]
+            )
             for (attr, critic), z in self.checked.items()
         ]
 
     def progress(self) -> dict[str, float]:
-        """The largest |z| of the last check, traced per step."""
-        return {"max_abs_z": self.max_abs_z}
+        """The largest |z| of the last check and how far any statistic is beyond its
+        tolerance (0 at the target), traced per step."""
+        return {"max_abs_z": self.max_abs_z, "beyond_tolerance": self.distance()}
