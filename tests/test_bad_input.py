@@ -237,7 +237,14 @@ def test_ctrl_c_while_training(toy_root, tmp_path):
     command = [sys.executable, str(ROOT / "run_recbole_au.py"), "-d", "toy"]
     command += ["--config_files", str(config), "--output_dir", str(out)]
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+        command,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # a child inherits an ignored SIGINT (and Python then installs no KeyboardInterrupt):
+        # an earlier test in this process may have ignored it, a terminal's shell never does
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log, deadline = out / "recbole.log", time.monotonic() + 120
     while not (log.is_file() and "epoch 1 training" in log.read_text()):
