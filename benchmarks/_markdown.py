@@ -95,14 +95,17 @@ def verdict_table(runs: pd.DataFrame, where: Mapping[str, Any]) -> list[str]:
     for _, r in part.iterrows():
         cells = [_verdict(r[f"{a}/p_two_sided"], r[f"{a}/verdict"]) for a in attributes]
         rejected = "–" if pd.isna(r["rejected"]) else ("**yes**" if _true(r["rejected"]) else "no")
-        rows.append([LABELS[r["method"]], int(r["seed"]), *cells, rejected])
+        p_run = r.get("p_run", float("nan"))
+        verdict = "–" if pd.isna(p_run) else f"{p_run:.2g}" + (" **yes**" if p_run <= ALPHA else "")
+        rows.append([LABELS[r["method"]], int(r["seed"]), *cells, rejected, verdict])
     lines = [
         f"**Verdicts**: per run and attribute, the audit's two-sided familywise p-value and "
         f"verdict (leak: above chance, below: over-correction, none); rejected: p ≤ {ALPHA} on "
-        "some attribute.",
+        "some attribute; run p: the run's familywise p over its attributes (the smallest times "
+        f"their number, the report's verdict), **yes** at or below {ALPHA}.",
         "",
     ]
-    return lines + markdown_table(["method", "seed", *attributes, "rejected"], rows)
+    return lines + markdown_table(["method", "seed", *attributes, "rejected", "run p"], rows)
 
 
 def _true(value: Any) -> bool:
