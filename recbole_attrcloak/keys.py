@@ -189,6 +189,7 @@ KEYS: dict[str, Check] = {
     "au_features": integer(1),
     "au_directions": integer(0),
     "au_spectral": integer(0),
+    "au_neighbours": listof(integer(1), min_length=0),
     "au_critic_ridges": listof(real("(0, inf]")),
     "au_z_tol": real("(0, inf)"),
     "au_z_margin": real("[0, inf)"),

@@ -27,10 +27,18 @@ def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
 
 
 def _balanced_onehot(codes: Tensor, n_classes: int) -> Tensor:
-    """(m, K): 1[y=k]/n_k − 1/m for every user (codes in 0..K−1)."""
+    """(m, K): (1[y=k] − n_k/m)/√n_k for every user (codes in 0..K−1): the one-hot, centred,
+    each class scaled by the noise of its mean. A statistic tr(SᵀMS) with S = FᵀY is then
+    Σ_k n_k‖f̄_k − f̄‖²_M, the between-class scatter of an ANOVA: every class's separation in
+    units of its own sampling noise. With 1[y=k]/n_k − 1/m (each class mean weighted alike)
+    the null spread was dominated by the noisiest, smallest classes: on the ml-100k BPR
+    original of seed 2021, an unlearned state with every such |z| ≤ 2.1 still stood 5–7 null
+    standard deviations above a random relabeling on age and occupation by this scatter, and
+    the audit read age."""
     onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
     onehot[torch.arange(len(codes)), codes] = 1.0
-    return onehot / onehot.sum(0).clamp_min(1.0) - 1.0 / len(codes)
+    counts = onehot.sum(0).clamp_min(1.0)
+    return (onehot - counts / len(codes)) / counts.sqrt()
 
 
 def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:

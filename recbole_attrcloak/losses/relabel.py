@@ -2,9 +2,10 @@
 
 For every sensitive attribute and every *critic* (a feature map of the standardised user
 representations, optionally whitened with a ridge), the statistic is the unbiased (U-statistic)
-HSIC between the features and the attribute's balanced, centred one-hot labels:
+HSIC between the features and the attribute's centred one-hot labels, each class scaled by
+1/√n_k (``attribute_labels._balanced_onehot``):
 
-    U = Σ_{u≠v} ⟨f_u, f_v⟩ ⟨ỹ_u, ỹ_v⟩,     ỹ_u[k] = 1[y_u = k]/n_k − 1/m.
+    U = Σ_{u≠v} ⟨f_u, f_v⟩ ⟨ỹ_u, ỹ_v⟩,     ỹ_u[k] = (1[y_u = k] − n_k/m)/√n_k.
 
 Averaged over random folds, U is what a class-mean critic fitted on some users scores on the
 others: U > 0 means a classifier transfers (leakage), U < 0 that it transfers *inverted*
@@ -50,6 +51,7 @@ from recbole_attrcloak.losses.directions import (
     spectral_null,
     top_eigenvalues,
 )
+from recbole_attrcloak.losses.neighbours import graph_statistic, knn_graph
 from recbole_attrcloak.losses.objective import TermReport
 
 INF = math.inf
@@ -146,6 +148,7 @@ class RelabelingNull:
         min_class_size: int = 2,
         directions: int = 0,
         spectral: int = 0,
+        neighbours: Sequence[int] = (),
         permutations: int = 32,
         refresh: int = 10,
         tolerance: float = 2.0,
@@ -158,6 +161,9 @@ class RelabelingNull:
         self.n_features = int(n_features)
         self.directions = int(directions)
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
+        self.neighbours = tuple(sorted({int(k) for k in neighbours}))
+        self._graph: tuple[Tensor, Tensor] | None = None
+        self._checking = False
         self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._checks = 0
         self._refresh_nulls = False
@@ -187,7 +193,7 @@ class RelabelingNull:
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
-        ``au_spectral``, ``au_z_tol``, ``au_z_margin``, ``au_min_class_size``."""
+        ``au_spectral``, ``au_neighbours``, ``au_z_tol``, ``au_z_margin``, ``au_min_class_size``."""
         return cls(
             labels,
             critics=default_critics(
@@ -198,6 +204,7 @@ class RelabelingNull:
             min_class_size=int(settings["au_min_class_size"]),
             directions=int(settings["au_directions"]),
             spectral=int(settings["au_spectral"]),
+            neighbours=[int(k) for k in settings["au_neighbours"]],
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
             seed=seed,
@@ -297,6 +304,32 @@ class RelabelingNull:
                         out.update(self._spectral(shared, attr, critic))
         if self.axes is not None:
             out.update(self._direction_statistics(z_in))
+        if self.neighbours:
+            out.update(self._neighbour_statistics(z_in))
+        return out
+
+    def _neighbour_statistics(self, z_in: Tensor) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """The neighbourhood critics (``losses.neighbours``): the graph of each row's nearest
+        neighbours is rebuilt at every check (a stale graph let runs meet the target while the
+        current neighbours still shared labels), and the step's loss uses the check's graph."""
+        if self._graph is None or self._checking:
+            # in float64: a float32 rounding must not flip two near-tied neighbours
+            idx, dist_sq = knn_graph(z_in.detach().double(), max(self.neighbours))
+            self._graph = idx, dist_sq.to(z_in.dtype)
+        idx, dist_sq = self._graph
+        out = {}
+        for attr in self.attributes:
+            if len(attr.users) == len(z_in):
+                z, graph, dists = z_in, idx, dist_sq
+            else:  # edges to rows outside the attribute are dropped
+                pos = torch.full((len(z_in),), -1, dtype=torch.long, device=z_in.device)
+                pos[attr.users] = torch.arange(len(attr.users), device=z_in.device)
+                z, graph, dists = z_in[attr.users], pos[idx[attr.users]], dist_sq[attr.users]
+            for k in self.neighbours:
+                scale = dists[:, :k].mean(1).clamp_min(1e-12)
+                out[attr.name, f"knn{k}"] = graph_statistic(
+                    z, graph[:, :k], scale, attr.labels, attr.label_sq, attr.pair_sq
+                )
         return out
 
     def _spectral(
@@ -353,8 +386,9 @@ class RelabelingNull:
             self._setup(reps)
         self._refresh_nulls = self._checks % self.refresh == 0
         self._checks += 1
+        self._checking = True
         zs = self.zscores(reps.detach(), self._check_draw)
-        self._refresh_nulls = False
+        self._refresh_nulls = self._checking = False
         self.checked = {k: float(v) for k, v in zs.items()}
         return self.max_abs_z
 
