@@ -36,6 +36,7 @@ from recbole_attrcloak.losses import (
     Solver,
     Target,
 )
+from recbole_attrcloak.losses.attribute_labels import LABEL_WEIGHTS
 
 #: Prefixes of our keys: any other key with one of them is a typo.
 PREFIXES = ("au_", "audit_", "du_", "u2u_", "d2d_", "rap_", "blurme_", "ldp_")
@@ -190,6 +191,7 @@ KEYS: dict[str, Check] = {
     "au_directions": integer(0),
     "au_spectral": integer(0),
     "au_neighbours": listof(integer(1), min_length=0),
+    "au_label_weights": choice(LABEL_WEIGHTS),
     "au_critic_ridges": listof(real("(0, inf]")),
     "au_z_tol": real("(0, inf)"),
     "au_z_margin": real("[0, inf)"),

@@ -204,6 +204,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_directions": 0,
         "au_spectral": 0,
         "au_neighbours": [],
+        "au_label_weights": "class",
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,
         "au_min_class_size": 3,
@@ -222,35 +223,42 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
 
 
 def test_label_moments_by_hand():
-    # classes of 2 and 3 users: ỹ_u[k] = (1[y_u = k] − n_k/5)/√n_k
+    # classes of 2 and 3 users: ỹ_u = 1[y_u = k]/n_k − 1/5
     codes = torch.tensor([0, 0, 1, 1, 1])
     (attr,) = RelabelingNull({"a": codes}, seed=0).attributes
     y = torch.zeros(5, 2, dtype=torch.float64)
     y[torch.arange(5), codes] = 1.0
-    y = (y - torch.tensor([2.0, 3.0]) / 5) / torch.tensor([2.0, 3.0]).sqrt()
+    y = y / y.sum(0) - 1 / 5
     inner = y @ y.T
     pairs = [float(inner[u, v]) ** 2 for u in range(5) for v in range(5) if u != v]
     assert attr.pair_sq == pytest.approx(sum(pairs) / len(pairs))
     assert attr.label_sq == pytest.approx(float(y.square().sum()))
     torch.testing.assert_close(attr.labels, y)
-    # a class of one user, kept with min_class_size=1: its label is (1 − 1/m)/√1
+    # a class of one user, kept with min_class_size=1: its label is 1 − 1/m
     (single,) = RelabelingNull({"a": torch.tensor([0, 0, 1, 1, 2])}, min_class_size=1).attributes
     assert float(single.labels[4, 2]) == pytest.approx(1 - 1 / 5)
 
 
-def test_each_class_weighs_by_the_noise_of_its_mean():
-    """A shift of a large class's mean by four of its own standard errors is seen as clearly as
-    the same shift of a small class: the small classes' noise does not drown it."""
+@pytest.mark.parametrize("weights", ["class", "scatter"])
+def test_scatter_weights_see_a_large_classs_shift_that_class_weights_drown(weights):
+    """A shift of a large class's mean by four of its own standard errors: with ``scatter``
+    (each class in units of its own noise) it is seen as clearly as the same shift of a small
+    class; with ``class`` (each class mean alike) the small class's noise drowns it."""
     g = torch.Generator().manual_seed(11)
     codes = torch.cat([torch.zeros(400), torch.ones(400), torch.full((20,), 2)]).long()
     zs = {}
     for shifted, size in ((0, 400), (2, 20)):
         x = torch.randn(len(codes), 4, generator=g, dtype=torch.float64)
         x[codes == shifted, 0] += 4.0 / math.sqrt(size)  # four standard errors of its mean
-        objective = RelabelingNull({"a": codes}, critics=default_critics((), (math.inf,)))
+        objective = RelabelingNull(
+            {"a": codes}, critics=default_critics((), (math.inf,)), label_weights=weights
+        )
         zs[shifted] = float(objective.zscores(x)["a", "linear/ridge=inf"])
-    assert zs[0] > 3  # (with each class mean weighted alike, 1[y=k]/n_k − 1/m: 0.6)
     assert zs[2] > 3
+    if weights == "scatter":
+        assert zs[0] > 3
+    else:
+        assert zs[0] < 1.5
 
 
 def test_linear_critics_do_not_see_the_scale_of_later_representations():

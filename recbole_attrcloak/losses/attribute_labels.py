@@ -26,22 +26,31 @@ def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
     return attr.label_sq, attr.pair_sq, attr.dropped
 
 
-def _balanced_onehot(codes: Tensor, n_classes: int) -> Tensor:
-    """(m, K): (1[y=k] − n_k/m)/√n_k for every user (codes in 0..K−1): the one-hot, centred,
-    each class scaled by the noise of its mean. A statistic tr(SᵀMS) with S = FᵀY is then
-    Σ_k n_k‖f̄_k − f̄‖²_M, the between-class scatter of an ANOVA: every class's separation in
-    units of its own sampling noise. With 1[y=k]/n_k − 1/m (each class mean weighted alike)
-    the null spread was dominated by the noisiest, smallest classes: on the ml-100k BPR
-    original of seed 2021, an unlearned state with every such |z| ≤ 2.1 still stood 5–7 null
-    standard deviations above a random relabeling on age and occupation by this scatter, and
-    the audit read age."""
+#: ``au_label_weights``: how each class's labels are scaled (``_balanced_onehot``).
+LABEL_WEIGHTS = ("class", "scatter")
+
+
+def _balanced_onehot(codes: Tensor, n_classes: int, weights: str = "class") -> Tensor:
+    """(m, K): the one-hot, centred, each class scaled.
+
+    ``class`` (the default): 1[y=k]/n_k − 1/m, every class mean weighted alike, as the audit's
+    class-balanced attackers and balanced accuracy weigh the classes. ``scatter``:
+    (1[y=k] − n_k/m)/√n_k, every class mean in units of its own noise, so that tr(SᵀMS) is the
+    between-class scatter Σ_k n_k‖f̄_k − f̄‖²_M of an ANOVA. With ``class`` the statistic's null
+    spread is dominated by the smallest classes, whose means are mostly noise, and a large
+    class's leakage hardly moves its z (tests/test_relabel.py plants one); with ``scatter`` the
+    small classes weigh little (measured over the ml-100k grid in docs/attrcloak.md)."""
+    if weights not in LABEL_WEIGHTS:
+        raise ValueError(f"label weights {weights!r}: choose from {', '.join(LABEL_WEIGHTS)}")
     onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
     onehot[torch.arange(len(codes)), codes] = 1.0
     counts = onehot.sum(0).clamp_min(1.0)
+    if weights == "class":
+        return onehot / counts - 1.0 / len(codes)
     return (onehot - counts / len(codes)) / counts.sqrt()
 
 
-def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
+def _attribute(name: str, codes: Tensor, min_class_size: int, weights: str = "class") -> _Attribute:
     codes = torch.as_tensor(codes).long().cpu()
     known = codes >= 0
     counts = torch.bincount(codes[known], minlength=int(codes.max()) + 1 if known.any() else 1)
@@ -54,7 +63,7 @@ def _attribute(name: str, codes: Tensor, min_class_size: int) -> _Attribute:
     recode[kept] = torch.arange(int(kept.sum()))
     mapped = torch.where(known, recode[codes.clamp_min(0)], torch.full_like(codes, -1))
     users = (mapped >= 0).nonzero().squeeze(1)
-    labels = _balanced_onehot(mapped[users], int(kept.sum()))
+    labels = _balanced_onehot(mapped[users], int(kept.sum()), weights)
     m = len(users)
     # Σ_{u≠v} ⟨ỹ_u, ỹ_v⟩² = ‖ỸᵀỸ‖²_F − Σ_u ‖ỹ_u‖⁴: a (K, K) product, never the (m, m) Gram
     # matrix of the users (80 GB at 10^5 users)

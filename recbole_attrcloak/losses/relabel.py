@@ -2,10 +2,10 @@
 
 For every sensitive attribute and every *critic* (a feature map of the standardised user
 representations, optionally whitened with a ridge), the statistic is the unbiased (U-statistic)
-HSIC between the features and the attribute's centred one-hot labels, each class scaled by
-1/√n_k (``attribute_labels._balanced_onehot``):
+HSIC between the features and the attribute's balanced, centred one-hot labels (or, with
+``label_weights="scatter"``, each class scaled by 1/√n_k: ``attribute_labels._balanced_onehot``):
 
-    U = Σ_{u≠v} ⟨f_u, f_v⟩ ⟨ỹ_u, ỹ_v⟩,     ỹ_u[k] = (1[y_u = k] − n_k/m)/√n_k.
+    U = Σ_{u≠v} ⟨f_u, f_v⟩ ⟨ỹ_u, ỹ_v⟩,     ỹ_u[k] = 1[y_u = k]/n_k − 1/m.
 
 Averaged over random folds, U is what a class-mean critic fitted on some users scores on the
 others: U > 0 means a classifier transfers (leakage), U < 0 that it transfers *inverted*
@@ -149,6 +149,7 @@ class RelabelingNull:
         directions: int = 0,
         spectral: int = 0,
         neighbours: Sequence[int] = (),
+        label_weights: str = "class",
         permutations: int = 32,
         refresh: int = 10,
         tolerance: float = 2.0,
@@ -170,7 +171,9 @@ class RelabelingNull:
         self.tolerance = float(tolerance)
         self.margin = float(margin)
         self.seed = int(seed)
-        self.attributes = [_attribute(n, c, min_class_size) for n, c in labels.items()]
+        self.attributes = [
+            _attribute(n, c, min_class_size, label_weights) for n, c in labels.items()
+        ]
         # the rows any attribute covers; each attribute's users as positions among them
         self.rows = torch.cat([a.users for a in self.attributes]).unique()
         self.attributes = [
@@ -193,7 +196,8 @@ class RelabelingNull:
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
-        ``au_spectral``, ``au_neighbours``, ``au_z_tol``, ``au_z_margin``, ``au_min_class_size``."""
+        ``au_spectral``, ``au_neighbours``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
+        ``au_min_class_size``."""
         return cls(
             labels,
             critics=default_critics(
@@ -205,6 +209,7 @@ class RelabelingNull:
             directions=int(settings["au_directions"]),
             spectral=int(settings["au_spectral"]),
             neighbours=[int(k) for k in settings["au_neighbours"]],
+            label_weights=str(settings["au_label_weights"]),
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
             seed=seed,
