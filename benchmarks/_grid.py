@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_attrcloak.audit import ATTACKERS
+from recbole_attrcloak.audit.core import overall_verdict
 from recbole_attrcloak.tune.results import aggregate, attributes_in, gap_columns
 
 PROTOCOLS = {"": "shadow", "kfold/": "kfold"}
@@ -114,6 +115,17 @@ def verdict_word(verdict: str) -> str:
     return "none" if verdict else ""
 
 
+def _run_p(p_values: pd.Series) -> float:
+    """``audit.core.overall_verdict``'s p-value for one run's per-attribute p-values."""
+    tested = {
+        column.split("/")[0]: {"strongest": {"p_value_two_sided": float(p), "verdict": ""}}
+        for column, p in p_values.items()
+        if pd.notna(p)
+    }
+    p_run = overall_verdict(tested, ALPHA)["p_two_sided"]
+    return math.nan if p_run is None else float(p_run)
+
+
 def runs_table(frame: pd.DataFrame, keys: Sequence[str], extra: Sequence[str]) -> pd.DataFrame:
     """runs.csv: one row per run (``keys`` with the seed): ``extra`` columns, and per attribute
     the audit's two-sided familywise p-value, verdict (one word) and strongest attack; then
@@ -130,11 +142,10 @@ def runs_table(frame: pd.DataFrame, keys: Sequence[str], extra: Sequence[str]) -
     rejected = (p_values <= ALPHA).any(axis=1).astype(object)
     rejected[p_values.isna().all(axis=1)] = np.nan
     out["rejected"] = rejected
-    # the run's familywise p over its attributes, as the report's overall verdict computes it
-    # (the smallest times the number tested): a level-0.05 test per run, under which embeddings
-    # with no information are rejected in about 1 of 18 runs; ``rejected`` (no correction)
-    # rejects up to 1 − 0.95³ ≈ 14 % of such runs
-    out["p_run"] = (out["p_min"] * p_values.notna().sum(axis=1)).clip(upper=1.0)
+    # the run's familywise p over its attributes, by the report's own overall verdict: a
+    # level-0.05 test per run, under which embeddings with no information are rejected in about
+    # 1 of 18 runs; ``rejected`` (no correction) rejects up to 1 − 0.95³ ≈ 14 % of such runs
+    out["p_run"] = p_values.apply(_run_p, axis=1)
     verdict = (out["p_run"] <= ALPHA).astype(object)
     verdict[p_values.isna().all(axis=1)] = np.nan
     out["rejected_by_verdict"] = verdict

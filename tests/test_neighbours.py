@@ -8,7 +8,7 @@ import torch
 
 from recbole_attrcloak.losses import RelabelingNull
 from recbole_attrcloak.losses.attribute_labels import _attribute
-from recbole_attrcloak.losses.neighbours import graph_statistic, knn_graph
+from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic, knn_graph
 from tests.test_relabel import _attack, _unlearn
 
 
@@ -40,11 +40,13 @@ def test_the_statistic_follows_its_permutation_null():
     attr = _attribute("a", torch.randint(0, 3, (300,), generator=g), 2)
     idx, dist_sq = knn_graph(x, 10)
     scale = dist_sq.mean(1)
-    excess, spread = graph_statistic(x, idx, scale, attr.labels, attr.label_sq, attr.pair_sq)
+    edges = edge_distances(x, idx)
+    excess, spread = graph_statistic(edges, idx, scale, attr.labels, attr.label_sq, attr.pair_sq)
     draws = []
     for _ in range(1500):
         labels = attr.labels[torch.randperm(300, generator=g)]
-        draws.append(float(graph_statistic(x, idx, scale, labels, attr.label_sq, attr.pair_sq)[0]))
+        draw = graph_statistic(edges, idx, scale, labels, attr.label_sq, attr.pair_sq)[0]
+        draws.append(float(draw))
     draws = torch.tensor(draws, dtype=torch.float64)
     assert abs(float(draws.mean())) < 0.1 * float(spread)  # the null mean is exact
     assert 0.8 < float(draws.std() / spread) < 1.25  # the pair formula, with mutual edges

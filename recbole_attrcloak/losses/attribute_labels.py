@@ -26,6 +26,20 @@ def _rest(attr: _Attribute) -> tuple[float, float, tuple[int, ...]]:
     return attr.label_sq, attr.pair_sq, attr.dropped
 
 
+def null_moments(
+    m: int, off_sum: Tensor, off_sq: Tensor, label_sq: float, pair_sq: float
+) -> tuple[Tensor, Tensor]:
+    """Mean and spread of U = Σ_{u≠v} k_uv ⟨ỹ_u, ỹ_v⟩ under a uniform permutation of the m
+    centred labels, for any symmetric pair weights k with ``off_sum`` = Σ_{u≠v} k_uv and
+    ``off_sq`` = Σ_{u≠v} k_uv²: the mean −off_sum·‖Ỹ‖²/(m(m−1)) exactly, the spread
+    √(2·E⟨ỹ_u, ỹ_v⟩²·off_sq) with the pairs taken as independent (checked against permutations
+    for every critic in the tests). Shared by every critic of ``losses.relabel``."""
+    mean = -off_sum / (m * (m - 1)) * label_sq
+    with torch.no_grad():
+        spread = torch.sqrt((2.0 * pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
+    return mean, spread
+
+
 #: ``au_label_weights``: how each class's labels are scaled (``_balanced_onehot``).
 LABEL_WEIGHTS = ("class", "scatter")
 

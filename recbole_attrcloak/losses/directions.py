@@ -12,7 +12,7 @@ relabeling, and the audit's XGBoost read age at p = 0.005 (docs/attrcloak.md).
 Each per-direction critic is one principal axis of the standardised *original*
 representations (fixed at the first call), scaled to unit variance: the 1-D linear kernel on
 that axis, whose U-statistic measures how far the class means along it stand apart. Its null
-mean and spread are those of ``relabel._Metric`` for a 1-D feature, in closed form and O(n·k·K).
+mean and spread are ``attribute_labels.null_moments`` of a 1-D feature, O(n·k·K).
 
 The spectral critics find the directions themselves: the top eigenvalues of the (K, K) matrix
 A = SᵀMS − Yᵀdiag(‖f_u‖²_M)Y (S = FᵀY; its trace is a critic's U-statistic) are the class-mean
@@ -25,10 +25,12 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
-import math
+from statistics import NormalDist
 
 import torch
 from torch import Tensor
+
+from recbole_attrcloak.losses.attribute_labels import null_moments
 
 
 def family_tolerance(tolerance: float, n_reference: int, n: int) -> float:
@@ -36,8 +38,9 @@ def family_tolerance(tolerance: float, n_reference: int, n: int) -> float:
     of them all meet ``tolerance``: the largest |z| of N null statistics grows like √(2 ln N),
     so one bound for 27 kernel statistics and for 192 principal axes would ask the axes for
     less than a random relabeling shows (and the optimiser for over-correction)."""
-    within = math.erf(tolerance / math.sqrt(2.0)) ** (n_reference / max(n, 1))
-    return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(within, dtype=torch.float64)))
+    normal = NormalDist()
+    within = (2.0 * normal.cdf(tolerance) - 1.0) ** (n_reference / max(n, 1))
+    return normal.inv_cdf((1.0 + within) / 2.0)
 
 
 def principal_axes(z: Tensor, k: int) -> Tensor:
@@ -61,16 +64,14 @@ def direction_statistics(
     permutation of the rows of Y, E_π U_j = −((Σ_u f_uj)² − Σ_u f_uj²)/(m(m−1))·‖Y‖² exactly,
     and sd_π U_j ≈ √(2·E⟨y_u, y_v⟩²·Σ_{u≠v} f_uj² f_vj²) (pairs taken as independent, as for
     the kernel critics)."""
-    m = len(proj)
     y = labels.to(proj.dtype)
     s = proj.T @ y  # (k, K)
     sq = proj.square()  # (m, k)
     u_stat = s.square().sum(1) - sq.T @ y.square().sum(1)
-    total = proj.sum(0)
-    null_mean = -(total.square() - sq.sum(0)) / (m * (m - 1)) * label_sq
+    off_sum = proj.sum(0).square() - sq.sum(0)  # Σ_{u≠v} f_u f_v
     with torch.no_grad():
         off_sq = sq.sum(0).square() - sq.square().sum(0)  # Σ_{u≠v} f_u² f_v²
-        null_sd = torch.sqrt(2.0 * pair_sq * off_sq.clamp_min(0.0)).clamp_min(1e-30)
+    null_mean, null_sd = null_moments(len(proj), off_sum, off_sq, label_sq, pair_sq)
     return u_stat - null_mean, null_sd
 
 

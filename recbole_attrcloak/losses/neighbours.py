@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from recbole_attrcloak.losses.attribute_labels import null_moments
+
 
 @torch.no_grad()
 def knn_graph(z: Tensor, k: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
@@ -43,33 +45,37 @@ def knn_graph(z: Tensor, k: int, chunk: int = 1024) -> tuple[Tensor, Tensor]:
     return torch.cat(idx), torch.cat(dist_sq)
 
 
+def edge_distances(z: Tensor, idx: Tensor) -> Tensor:
+    """(m, k): the squared distance of every row of ``z`` to each of its neighbours ``idx``
+    (−1: no edge, distance to row 0, masked later), differentiable, in float64: the gather's
+    backward sums in no fixed order, and float32 would make the trajectory irreproducible."""
+    z = z.double()
+    return (z[:, None, :] - z[idx.clamp_min(0)]).square().sum(-1)
+
+
 def graph_statistic(
-    z: Tensor, idx: Tensor, h2: Tensor, labels: Tensor, label_sq: float, pair_sq: float
+    dist_sq: Tensor, idx: Tensor, h2: Tensor, labels: Tensor, label_sq: float, pair_sq: float
 ) -> tuple[Tensor, Tensor]:
-    """(U − E_π U, sd_π U) of the neighbourhood critic on rows ``z`` (m, d) with graph ``idx``
-    (m, k; −1: no edge) and scales ``h2``, against the balanced centred one-hot ``labels``
-    (m, K); the first is differentiable in ``z``."""
-    dtype, z = z.dtype, z.double()  # the gather's backward sums in no fixed order: float64
-    m = len(z)
+    """(U − E_π U, sd_π U) of the neighbourhood critic over the graph ``idx`` (m, k; −1: no
+    edge) with edge distances ``dist_sq`` (``edge_distances``) and scales ``h2``, against the
+    centred one-hot ``labels`` (m, K); float64, the first differentiable."""
+    m = len(idx)
     valid = idx >= 0
     j = idx.clamp_min(0)
-    weights = torch.exp(-(z[:, None, :] - z[j]).square().sum(-1) / h2[:, None].double()) * valid
-    y = labels.to(z.dtype)
+    weights = torch.exp(-dist_sq / h2[:, None].to(dist_sq.dtype)) * valid
+    y = labels.to(dist_sq.dtype)
     agreement = (y[:, None, :] * y[j]).sum(-1)  # ⟨ỹ_u, ỹ_v⟩ per edge
     u_stat = (weights * agreement).sum()
-    total = weights.sum()
-    null_mean = -total / (m * (m - 1)) * label_sq
     with torch.no_grad():
-        w = weights.detach()
         # Σ_{u≠v} s_uv² for the symmetrised weights s = (W + Wᵀ)/2 over ordered pairs
-        keys = (torch.arange(m, device=z.device)[:, None] * m + j)[valid]
-        back = (j * m + torch.arange(m, device=z.device)[:, None])[valid]
+        rows = torch.arange(m, device=idx.device)[:, None]
+        keys, back = (rows * m + j)[valid], (j * m + rows)[valid]
         order = keys.argsort()
         pos = torch.searchsorted(keys[order], back).clamp_max(len(keys) - 1)
         mutual = keys[order][pos] == back
-        w_edge = w[valid]
+        w_edge = weights.detach()[valid]
         w_back = torch.where(mutual, w_edge[order][pos], torch.zeros_like(w_edge))
         s_sq = ((w_edge + w_back) / 2.0).square()
         sym_sq = 2.0 * s_sq.sum() - s_sq[mutual].sum()  # a mutual pair has two directed edges
-        null_sd = torch.sqrt(2.0 * pair_sq * sym_sq.clamp_min(0.0)).clamp_min(1e-30)
-    return (u_stat - null_mean).to(dtype), null_sd.to(dtype)
+    null_mean, null_sd = null_moments(m, weights.sum(), sym_sq, label_sq, pair_sq)
+    return u_stat - null_mean, null_sd

@@ -42,7 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest
+from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest, null_moments
 from recbole_attrcloak.losses.directions import (
     direction_statistics,
     family_tolerance,
@@ -51,7 +51,7 @@ from recbole_attrcloak.losses.directions import (
     spectral_null,
     top_eigenvalues,
 )
-from recbole_attrcloak.losses.neighbours import graph_statistic, knn_graph
+from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic, knn_graph
 from recbole_attrcloak.losses.objective import TermReport
 
 INF = math.inf
@@ -121,8 +121,7 @@ class _Metric:
         total = f.sum(0)
         mt = total if self.metric is None else self.metric @ total
         off_diagonal = total @ mt - sq_norms.sum()
-        null_mean = -off_diagonal / (m * (m - 1)) * attr.label_sq
-        null_sd = torch.sqrt((2.0 * attr.pair_sq) * off_sq.clamp_min(0.0)).clamp_min(1e-30)
+        null_mean, null_sd = null_moments(m, off_diagonal, off_sq, attr.label_sq, attr.pair_sq)
         return u_stat - null_mean, null_sd
 
 
@@ -164,10 +163,8 @@ class RelabelingNull:
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
         self._graph: tuple[Tensor, Tensor] | None = None
-        self._checking = False
         self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._checks = 0
-        self._refresh_nulls = False
         self.tolerance = float(tolerance)
         self.margin = float(margin)
         self.seed = int(seed)
@@ -225,27 +222,28 @@ class RelabelingNull:
             for a in self.attributes
         ]
         ref = reference.detach()[self.rows].to(torch.float64)
+        mean, std = ref.mean(0), ref.std(0).clamp_min(1e-12)
         self.dtype = reference.dtype
-        self.shift = ref.mean(0).to(self.dtype)
-        self.scale = ref.std(0).clamp_min(1e-12).to(self.dtype)
+        self.shift, self.scale = mean.to(self.dtype), std.to(self.dtype)
         self.dim = reference.shape[1]
         self.axes = None  # the per-direction critics' principal axes (losses.directions)
         self.axis_tolerance, self.axis_margin = self.tolerance, self.margin
         if self.directions:
-            std = (ref - ref.mean(0)) / ref.std(0).clamp_min(1e-12)
-            self.axes = principal_axes(std, self.directions).to(self.dtype)
+            self.axes = principal_axes((ref - mean) / std, self.directions).to(self.dtype)
             n_kernel = len(self.critics) * len(self.attributes)
             n_axes = self.axes.shape[1] * len(self.attributes)
             self.axis_tolerance = family_tolerance(self.tolerance, n_kernel, n_axes)
             self.axis_margin = self.margin + self.axis_tolerance - self.tolerance
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        shuffles = torch.Generator().manual_seed(self.seed + 1)
-        self.perms = {
-            a.name: torch.stack(
-                [torch.randperm(len(a.users), generator=shuffles) for _ in range(self.permutations)]
-            ).to(device)
-            for a in self.attributes
-        }
+        self.perms = {}  # the spectral critics' fixed label permutations (only theirs)
+        if self.spectral:
+            shuffles = torch.Generator().manual_seed(self.seed + 1)
+            for a in self.attributes:
+                draws = [
+                    torch.randperm(len(a.users), generator=shuffles)
+                    for _ in range(self.permutations)
+                ]
+                self.perms[a.name] = torch.stack(draws).to(device)
         self._check_draw = self._draw()
         self._ready = True
 
@@ -289,6 +287,8 @@ class RelabelingNull:
         if not self._ready:
             self._setup(reps)
         draw = draw if draw is not None else self._draw()
+        checking = draw is self._check_draw  # a check rebuilds what the loss calls then reuse
+        refresh = checking and (self._checks - 1) % self.refresh == 0
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma in {c.gamma for c in self.critics}:
@@ -306,18 +306,20 @@ class RelabelingNull:
                 for attr in self.attributes:
                     out[attr.name, critic.name] = shared.statistic(attr)
                     if self.spectral and gamma is None:
-                        out.update(self._spectral(shared, attr, critic))
+                        out.update(self._spectral(shared, attr, critic, refresh))
         if self.axes is not None:
             out.update(self._direction_statistics(z_in))
         if self.neighbours:
-            out.update(self._neighbour_statistics(z_in))
+            out.update(self._neighbour_statistics(z_in, checking))
         return out
 
-    def _neighbour_statistics(self, z_in: Tensor) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+    def _neighbour_statistics(
+        self, z_in: Tensor, rebuild: bool
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """The neighbourhood critics (``losses.neighbours``): the graph of each row's nearest
         neighbours is rebuilt at every check (a stale graph let runs meet the target while the
         current neighbours still shared labels), and the step's loss uses the check's graph."""
-        if self._graph is None or self._checking:
+        if self._graph is None or rebuild:
             # in float64: a float32 rounding must not flip two near-tied neighbours
             idx, dist_sq = knn_graph(z_in.detach().double(), max(self.neighbours))
             self._graph = idx, dist_sq.to(z_in.dtype)
@@ -330,15 +332,17 @@ class RelabelingNull:
                 pos = torch.full((len(z_in),), -1, dtype=torch.long, device=z_in.device)
                 pos[attr.users] = torch.arange(len(attr.users), device=z_in.device)
                 z, graph, dists = z_in[attr.users], pos[idx[attr.users]], dist_sq[attr.users]
+            edges = edge_distances(z, graph)  # one gather for every k: nearest first
             for k in self.neighbours:
                 scale = dists[:, :k].mean(1).clamp_min(1e-12)
-                out[attr.name, f"knn{k}"] = graph_statistic(
-                    z, graph[:, :k], scale, attr.labels, attr.label_sq, attr.pair_sq
+                excess, spread = graph_statistic(
+                    edges[:, :k], graph[:, :k], scale, attr.labels, attr.label_sq, attr.pair_sq
                 )
+                out[attr.name, f"knn{k}"] = excess.to(z.dtype), spread.to(z.dtype)
         return out
 
     def _spectral(
-        self, shared: _Metric, attr: _Attribute, critic: Critic
+        self, shared: _Metric, attr: _Attribute, critic: Critic, refresh: bool
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """The spectral critics of a linear critic: its top eigenvalues against their null
         under fixed label permutations (refreshed every ``refresh`` checks)."""
@@ -347,7 +351,7 @@ class RelabelingNull:
         r = min(self.spectral, y.shape[1] - 1)
         top = top_eigenvalues(spectral_matrix(f, fm, sq_norms, y), r)
         key = (attr.name, critic.name)
-        if key not in self._nulls or self._refresh_nulls:
+        if key not in self._nulls or refresh:
             detached = (f.detach(), fm.detach(), sq_norms.detach())
             self._nulls[key] = spectral_null(*detached, y, self.perms[attr.name], r)
         mean, spread = self._nulls[key]
@@ -389,11 +393,8 @@ class RelabelingNull:
         """The largest |z| under the fixed check draw (for stopping and keeping states)."""
         if not self._ready:
             self._setup(reps)
-        self._refresh_nulls = self._checks % self.refresh == 0
         self._checks += 1
-        self._checking = True
         zs = self.zscores(reps.detach(), self._check_draw)
-        self._refresh_nulls = self._checking = False
         self.checked = {k: float(v) for k, v in zs.items()}
         return self.max_abs_z
 
