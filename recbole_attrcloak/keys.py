@@ -37,6 +37,7 @@ from recbole_attrcloak.losses import (
     Target,
 )
 from recbole_attrcloak.losses.attribute_labels import LABEL_WEIGHTS
+from recbole_attrcloak.losses.directions import DIRECTION_BASES
 
 #: Prefixes of our keys: any other key with one of them is a typo.
 PREFIXES = ("au_", "audit_", "du_", "u2u_", "d2d_", "rap_", "blurme_", "ldp_")
@@ -189,6 +190,7 @@ KEYS: dict[str, Check] = {
     "au_kernel_gammas": listof(real("(0, inf)")),
     "au_features": integer(1),
     "au_directions": integer(0),
+    "au_direction_basis": choice(DIRECTION_BASES),
     "au_spectral": integer(0),
     "au_neighbours": listof(integer(1), min_length=0),
     "au_label_weights": choice(LABEL_WEIGHTS),
@@ -198,6 +200,7 @@ KEYS: dict[str, Check] = {
     "au_relabel_step": real("(0, 1]"),
     "au_relabel_alpha_dd": real("(0, 1]"),
     "au_relabel_alpha_df": real("(0, 1]"),
+    "au_relabel_adapt": boolean(),
     "au_relabel_check_every": integer(1),
     "au_relabel_halve": boolean(),
     "au_solver": choice(Solver),

@@ -12,6 +12,7 @@ import torch
 from recbole_attrcloak.losses import RelabelingNull
 from recbole_attrcloak.losses.attribute_labels import _attribute
 from recbole_attrcloak.losses.directions import (
+    direction_basis,
     direction_statistics,
     family_tolerance,
     principal_axes,
@@ -123,3 +124,47 @@ def test_the_axes_on_noise_barely_move_the_state_and_push_no_attacker_below_chan
     assert objective.axis_margin - objective.margin == pytest.approx(
         objective.axis_tolerance - objective.tolerance
     )
+
+
+def _one_coordinate(amplitude: float, n: int = 1000, d: int = 128, seed: int = 0):
+    """Two classes whose means differ along the first raw coordinate only, under three strong
+    factors shared by all coordinates (as in trained embeddings): the factors inflate the
+    kernel critics' null spread, and the principal axes mix the leaking coordinate with others."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g)
+    x += 3.0 * torch.randn(n, 3, generator=g) @ torch.randn(3, d, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    x[:, 0] += amplitude * (2 * y.float() - 1)
+    return x, y
+
+
+def _first_coordinate_z(x: torch.Tensor, y: torch.Tensor) -> float:
+    attr = _attribute("a", y, 2)
+    z = (x.double() - x.double().mean(0)) / x.double().std(0)
+    excess, spread = direction_statistics(
+        z[:, :1] - z[:, :1].mean(0), attr.labels, attr.label_sq, attr.pair_sq
+    )
+    return float(excess[0] / spread[0])
+
+
+def test_a_leak_in_one_coordinate_is_left_by_the_kernels_and_removed_by_coordinate_critics():
+    x, y = _one_coordinate(0.2)
+    assert _first_coordinate_z(x, y) > 6  # planted
+    settings = {"au_max_steps": 300, "au_relabel_adapt": True}
+    kernels, outcome = _unlearn(x, {"a": y}, **settings)
+    assert outcome.stop_reason == "target_reached"
+    assert _first_coordinate_z(kernels, y) > 5  # every kernel critic met, the coordinate leaks
+    coords, outcome = _unlearn(
+        x, {"a": y}, au_directions=128, au_direction_basis="coordinates", **settings
+    )
+    assert outcome.stop_reason == "target_reached"
+    assert abs(_first_coordinate_z(coords, y)) < 2.5
+    assert float((coords - x).norm() / x.norm()) < 0.1
+
+
+def test_the_coordinate_basis_is_the_standardised_coordinates_themselves():
+    x = torch.randn(50, 6, dtype=torch.float64)
+    assert torch.equal(direction_basis(x, 4, "coordinates"), torch.eye(6, 4, dtype=torch.float64))
+    assert direction_basis(x, 9, "coordinates").shape == (6, 6)
+    with pytest.raises(ValueError, match="direction basis"):
+        direction_basis(x, 4, "rows")

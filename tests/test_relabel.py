@@ -202,6 +202,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_critic_ridges": ["inf", 0.5],
         "au_features": 32,
         "au_directions": 0,
+        "au_direction_basis": "principal",
         "au_spectral": 0,
         "au_neighbours": [],
         "au_label_weights": "class",

@@ -77,4 +77,5 @@ def table_unlearner(
         solver=settings.solver,
         fixed_alpha=settings.fixed_alpha,
         normalize_step=settings.normalize_step,
+        adapt_step=settings.adapt_step,
     )

@@ -104,6 +104,7 @@ class AttrCloakSettings:
     relative_lr: bool
     normalize_step: bool
     stop: StopRule
+    adapt_step: bool = False  # relabel: shrink the step after a step that came no closer
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> AttrCloakSettings:
@@ -132,6 +133,7 @@ class AttrCloakSettings:
                 learning_rate=float(settings["au_relabel_step"]),
                 relative_lr=True,
                 normalize_step=True,
+                adapt_step=bool(settings["au_relabel_adapt"]),
             )
         solver = Solver.PAPER if objective == Objective.PAPER else Solver(settings["au_solver"])
         return cls(

@@ -77,6 +77,7 @@ class Unlearner:
         fixed_alpha: float | None = None,
         clip_grad_norm: Mapping[str, Any] | None = None,
         normalize_step: bool = False,
+        adapt_step: bool = False,
     ) -> None:
         self.representation = representation
         self.params = list(params)
@@ -85,6 +86,9 @@ class Unlearner:
         self.solver, self.fixed_alpha = Solver(solver), fixed_alpha
         self.clip_grad_norm = dict(clip_grad_norm) if clip_grad_norm else None
         self.normalize_step = bool(normalize_step)
+        self.adapt_step = bool(adapt_step)
+        self._base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self._last_distance = math.inf
         self.trace: dict[str, list[float]] = {}
         # The parameters of the state closest to the target so far (the first that met it,
         # once one has), its step and its distance (``objective.distance()``).
@@ -117,6 +121,8 @@ class Unlearner:
         )
         self._record(float(l_au.detach()), l_r, weights.alpha_u)
         self._keep_if_closer()
+        if self.adapt_step:
+            self._adapt()
         direction = g_au.mul_(weights.w_au).add_(g_r, alpha=weights.w_r)  # in place
         del g_r
         self._update(reps, direction)
@@ -141,6 +147,19 @@ class Unlearner:
                     kept.copy_(param.detach())
             self.kept_step, self.kept_distance = self.steps - 1, distance
             self.reached = distance <= 0.0
+
+    def _adapt(self) -> None:
+        """Halve the learning rates after a step that brought the state no closer to the target
+        (``objective.distance()``, scored with the objective's fixed check), grow them back by
+        a quarter, up to their starting values, after one that did. A unit-length step along a
+        leak that sits in a few directions jumps over the target and back (the statistic's sign
+        flips every step); the check-scored distance sees it at once, while a halving per chunk
+        of noisy steps starves the run."""
+        distance = self.objective.distance()
+        factor = 0.5 if distance >= self._last_distance else 1.25
+        self._last_distance = distance
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+            group["lr"] = min(base, group["lr"] * factor)
 
     def _update(self, reps: Tensor, direction: Tensor) -> None:
         """Set the parameters' gradients to ``direction`` (pulled back through ``reps`` in

@@ -54,6 +54,23 @@ def principal_axes(z: Tensor, k: int) -> Tensor:
         return vt[:k].T / scale
 
 
+#: ``au_direction_basis``: the directions of the per-direction critics.
+DIRECTION_BASES = ("principal", "coordinates")
+
+
+def direction_basis(z: Tensor, k: int, basis: str) -> Tensor:
+    """(d, k'): the per-direction critics' axes of the standardised representations ``z``:
+    the top-``k`` principal axes (``principal_axes``), or the first ``k`` coordinates
+    themselves (``coordinates``: what axis-aligned attackers, boosted trees and forests,
+    split on; unit variance already). No gradient."""
+    if basis not in DIRECTION_BASES:
+        raise ValueError(f"direction basis {basis!r}: choose from {', '.join(DIRECTION_BASES)}")
+    if basis == "principal":
+        return principal_axes(z, k)
+    k = min(int(k), z.shape[1])
+    return torch.eye(z.shape[1], k, dtype=z.dtype, device=z.device)
+
+
 def direction_statistics(
     proj: Tensor, labels: Tensor, label_sq: float, pair_sq: float
 ) -> tuple[Tensor, Tensor]:

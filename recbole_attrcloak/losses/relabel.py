@@ -44,9 +44,9 @@ from torch import Tensor
 
 from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest, null_moments
 from recbole_attrcloak.losses.directions import (
+    direction_basis,
     direction_statistics,
     family_tolerance,
-    principal_axes,
     spectral_matrix,
     spectral_null,
     top_eigenvalues,
@@ -146,6 +146,7 @@ class RelabelingNull:
         n_features: int = 256,
         min_class_size: int = 2,
         directions: int = 0,
+        direction_basis: str = "principal",
         spectral: int = 0,
         neighbours: Sequence[int] = (),
         label_weights: str = "class",
@@ -160,6 +161,7 @@ class RelabelingNull:
         self.critics = tuple(critics or default_critics())
         self.n_features = int(n_features)
         self.directions = int(directions)
+        self.direction_basis = str(direction_basis)
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
         self._graph: tuple[Tensor, Tensor] | None = None
@@ -204,6 +206,7 @@ class RelabelingNull:
             n_features=int(settings["au_features"]),
             min_class_size=int(settings["au_min_class_size"]),
             directions=int(settings["au_directions"]),
+            direction_basis=str(settings["au_direction_basis"]),
             spectral=int(settings["au_spectral"]),
             neighbours=[int(k) for k in settings["au_neighbours"]],
             label_weights=str(settings["au_label_weights"]),
@@ -229,7 +232,8 @@ class RelabelingNull:
         self.axes = None  # the per-direction critics' principal axes (losses.directions)
         self.axis_tolerance, self.axis_margin = self.tolerance, self.margin
         if self.directions:
-            self.axes = principal_axes((ref - mean) / std, self.directions).to(self.dtype)
+            axes = direction_basis((ref - mean) / std, self.directions, self.direction_basis)
+            self.axes = axes.to(self.dtype)
             n_kernel = len(self.critics) * len(self.attributes)
             n_axes = self.axes.shape[1] * len(self.attributes)
             self.axis_tolerance = family_tolerance(self.tolerance, n_kernel, n_axes)

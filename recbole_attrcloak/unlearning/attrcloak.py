@@ -138,6 +138,7 @@ def build_unlearner(
         fixed_alpha=settings.fixed_alpha,
         clip_grad_norm=config["clip_grad_norm"],
         normalize_step=settings.normalize_step,
+        adapt_step=settings.adapt_step,
     )
 
 
