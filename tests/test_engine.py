@@ -416,3 +416,40 @@ def test_relative_learning_rates_scale_with_each_tensors_rms():
     assert groups[1]["lr"] == pytest.approx(0.02 * (1 / 7) ** 0.5)
     (single,) = param_groups([table, bias], 0.02, relative=False)
     assert single["lr"] == 0.02 and single["params"] == [table, bias]
+
+
+class _MeanAtZero(_Shrink):
+    """L_AU = (mean entry)²: a normalised step moves the mean by the learning rate, so a fixed
+    step that does not divide the distance jumps over the target and back for ever."""
+
+    def __call__(self, reps: torch.Tensor) -> torch.Tensor:
+        loss = reps.mean().square()
+        self.value = float(loss.detach())
+        return loss
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+def test_an_adapted_step_settles_where_a_fixed_normalised_step_jumps_over_the_target(adapt):
+    table = _table()
+    param = table.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([param], lr=0.3)
+    unlearner = Unlearner(
+        lambda: param,
+        [param],
+        _MeanAtZero(target=1e-4),
+        DistanceRetention(table),
+        optimizer,
+        StopRule(60, 10, 0.0, 1000, halve_lr=False),
+        solver="fixed",
+        fixed_alpha=1.0,
+        normalize_step=True,
+        adapt_step=adapt,
+    )
+    outcome = unlearner.run()
+    lr = optimizer.param_groups[0]["lr"]
+    if adapt:
+        assert outcome.stop_reason == StopReason.TARGET_REACHED
+        assert lr < 0.3  # halved after a step that jumped over
+    else:
+        assert outcome.stop_reason == StopReason.MAX_STEPS and lr == 0.3
+        assert min(outcome.trace["l_au"]) > 1e-4  # circling the target at the step's distance
