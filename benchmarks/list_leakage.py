@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -103,11 +104,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         for row in rows:
             for field in ("z", "p_two_sided"):
                 row[field] = float(row[field])
-        args.permutations = (
-            int(header[0].split("--permutations ")[1].split()[0])
-            if ("--permutations " in header[0])
-            else args.permutations
-        )
+        given = re.search(r"--permutations[ =](\d+)", header[0]) if header else None
+        args.permutations = int(given.group(1)) if given else args.permutations
         summarise(args.out, rows, header, args.permutations)
         return
     if args.run is None:
