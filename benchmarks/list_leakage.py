@@ -15,20 +15,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-import torch
 from _common import command_line
 from recbole.utils import init_seed
 
 from recbole_attrcloak import compat
 from recbole_attrcloak.audit.list_attack import list_leakage
+from recbole_attrcloak.backbone import clear_cached_representations
+from recbole_attrcloak.data.attributes import AttributeLabels
 from recbole_attrcloak.provenance import machine, machine_line
 from recbole_attrcloak.quick_start import _load_config, load_context
 from recbole_attrcloak.unlearning.attrcloak import training_history
@@ -47,15 +47,17 @@ FIELDS = (
     "null_std",
     "z",
     "p_value",
+    "p_value_below",
     "p_two_sided",
     "n_users",
+    "n_permutations",
 )
 
 
-def models(run: Path) -> Iterator[tuple[str, str, int, str, Path]]:
-    """(dataset, model, seed, method, checkpoint) of every original and AttrCloak model of the
-    run folder's trials (each original once)."""
-    seen = set()
+def groups(run: Path) -> dict[tuple[str, str, int], list[tuple[str, Path]]]:
+    """(dataset, model, seed) → [(method, checkpoint)] of the run folder's trials: the original
+    first, then its AttrCloak models."""
+    found: dict[tuple[str, str, int], list[tuple[str, Path]]] = {}
     for report_file in sorted((run / "work" / "trials").glob("*/report.json")):
         report = json.loads(report_file.read_text())
         if report.get("method") != "attrcloak":
@@ -63,24 +65,39 @@ def models(run: Path) -> Iterator[tuple[str, str, int, str, Path]]:
         original = Path(report["checkpoint"]["original"])
         info = json.loads(original.with_suffix(".json").read_text())
         key = (report["dataset"], report["model"], int(info["seed"]))
-        if key not in seen:
-            seen.add(key)
-            yield (*key, "original", original)
         unlearned = report_file.parent / Path(report["checkpoint"]["checkpoint"]).name
-        yield (*key, f"attrcloak-{report['unlearning']['mode']}", unlearned)
+        found.setdefault(key, [("original", original)])
+        found[key].append((f"attrcloak-{report['unlearning']['mode']}", unlearned))
+    return found
 
 
-def top_lists(model: str, dataset: str, checkpoint: Path, ks: Sequence[int], work: Path):
-    """Every user's top-max(ks) items (training items masked) and the attributes' codes, both
-    without RecBole's padding user."""
-    config, ckpt = _load_config(model, dataset, [], {"show_progress": False}, str(checkpoint))
-    init_seed(config["seed"], config["reproducibility"])  # RecBole's split: the training one
-    ctx, _ = load_context(config, ckpt, str(checkpoint), work)
-    with torch.no_grad():
-        history = training_history(ctx.train_data, ctx.model)
-        items, _ = original_top_items(ctx.model, max(ks), history)
-    codes = {name: labels.codes[1:] for name, labels in ctx.attributes.items()}
-    return items.cpu().numpy(), codes
+def group_lists(
+    dataset: str, model: str, checkpoints: list[tuple[str, Path]], k: int, work: Path
+) -> tuple[dict[str, np.ndarray], dict[str, AttributeLabels]]:
+    """Every user's top-``k`` items (training items masked) under each checkpoint of one group,
+    and the attributes, both without RecBole's padding user. The data, its split (RecBole
+    seeded as in training: unseeded, it draws another split) and the model are built once, from
+    the original; the other checkpoints' weights are loaded into that model."""
+    _, original = checkpoints[0]
+    config, ckpt = _load_config(model, dataset, [], {"show_progress": False}, str(original))
+    init_seed(config["seed"], config["reproducibility"])
+    ctx, _ = load_context(config, ckpt, str(original), work)
+    history = training_history(ctx.train_data, ctx.model)
+    lists = {}
+    for method, path in checkpoints:
+        if path != original:
+            other = compat.load_checkpoint(path)
+            if other["config"]["seed"] != config["seed"]:
+                raise ValueError(f"{path}: seed {other['config']['seed']}, not {config['seed']}")
+            ctx.model.load_state_dict(other["state_dict"])
+            ctx.model.load_other_parameter(other.get("other_parameter"))
+            clear_cached_representations(ctx.model)
+        lists[method] = original_top_items(ctx.model, k, history)[0].cpu().numpy()
+    attributes = {
+        name: AttributeLabels(name, labels.codes[1:], labels.classes)
+        for name, labels in ctx.attributes.items()
+    }
+    return lists, attributes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -104,50 +121,51 @@ def main(argv: Sequence[str] | None = None) -> None:
         for row in rows:
             for field in ("z", "p_two_sided"):
                 row[field] = float(row[field])
-        given = re.search(r"--permutations[ =](\d+)", header[0]) if header else None
-        args.permutations = int(given.group(1)) if given else args.permutations
-        summarise(args.out, rows, header, args.permutations)
+        summarise(args.out, rows, header)
         return
     if args.run is None:
         parser.error("--run is required unless --summarise-only")
     compat.apply_recbole_shims()
     rows = []
     with tempfile.TemporaryDirectory() as work:
-        for dataset, model, seed, method, checkpoint in models(args.run):
-            items, codes = top_lists(model, dataset, checkpoint, args.k, Path(work))
-            for k in args.k:
-                for name, y in codes.items():
-                    r = list_leakage(
-                        items[:, :k], y, n_permutations=args.permutations, seed=args.seed
-                    )
-                    rows.append(
-                        {
-                            "dataset": dataset,
-                            "model": model,
-                            "seed": seed,
-                            "method": method,
-                            "k": k,
-                            "attribute": name,
-                            "balanced_accuracy": round(r.balanced_accuracy, 4),
-                            "chance": round(r.chance, 4),
-                            "null_mean": round(r.null_mean, 4),
-                            "null_std": round(r.null_std, 4),
-                            "z": round(r.z, 2),
-                            "p_value": round(r.p_value, 4),
-                            "p_two_sided": round(r.p_value_two_sided, 4),
-                            "n_users": r.n_users,
-                        }
-                    )
-            print(f"{dataset} {model} {seed} {method}: done", file=sys.stderr, flush=True)
+        for (dataset, model, seed), checkpoints in groups(args.run).items():
+            lists, attributes = group_lists(dataset, model, checkpoints, max(args.k), Path(work))
+            for method, items in lists.items():
+                for k in args.k:
+                    for name, labels in attributes.items():
+                        r = list_leakage(
+                            items[:, :k], labels, n_permutations=args.permutations, seed=args.seed
+                        )
+                        rows.append(
+                            {
+                                "dataset": dataset,
+                                "model": model,
+                                "seed": seed,
+                                "method": method,
+                                "k": k,
+                                "attribute": name,
+                                "balanced_accuracy": round(r.balanced_accuracy, 4),
+                                "chance": round(r.chance, 4),
+                                "null_mean": round(r.null_mean, 4),
+                                "null_std": round(r.null_std, 4),
+                                "z": round(r.z, 2),
+                                "p_value": round(r.p_value, 4),
+                                "p_value_below": round(r.p_value_below, 4),
+                                "p_two_sided": round(r.p_value_two_sided, 4),
+                                "n_users": r.n_users,
+                                "n_permutations": r.n_permutations,
+                            }
+                        )
+            print(f"{dataset} {model} {seed}: done", file=sys.stderr, flush=True)
     header = [
         f"Generated by `{command_line()}` on "
         f"{datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}; do not edit by hand.",
         machine_line(machine()),
     ]
-    write(args.out, rows, header, args)
+    write(args.out, rows, header)
 
 
-def write(out: Path, rows: list[dict], header: list[str], args: argparse.Namespace) -> None:
+def write(out: Path, rows: list[dict], header: list[str]) -> None:
     """``lists.csv`` and ``summary.md``."""
     out.mkdir(parents=True, exist_ok=True)
     with (out / "lists.csv").open("w", newline="") as handle:
@@ -155,10 +173,10 @@ def write(out: Path, rows: list[dict], header: list[str], args: argparse.Namespa
         writer = csv.DictWriter(handle, FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    summarise(out, rows, header, args.permutations)
+    summarise(out, rows, header)
 
 
-def summarise(out: Path, rows: list[dict], header: list[str], permutations: int) -> None:
+def summarise(out: Path, rows: list[dict], header: list[str]) -> None:
     """``summary.md``: per backbone, method and k, the runs whose lists leak each attribute,
     and per method and k the runs whose lists leak some attribute (familywise)."""
     lines = ["# Recommendation lists against their permutation null", ""]
@@ -167,8 +185,8 @@ def summarise(out: Path, rows: list[dict], header: list[str], permutations: int)
         "",
         f"The list attacker (`recbole_attrcloak/audit/list_attack.py`): each user's top-k items "
         f"(training items masked), kernel ridge on the shared items, 5-fold, balanced accuracy "
-        f"against {permutations} label permutations. A cell: runs with two-sided p ≤ 0.05 "
-        "of those run, and the mean z (null standard deviations) over them.",
+        f"against {int(rows[0]['n_permutations'])} label permutations. A cell: runs with "
+        "two-sided p ≤ 0.05 of those run, and the mean z (null standard deviations) over them.",
         "",
     ]
     attributes = list(dict.fromkeys(r["attribute"] for r in rows))

@@ -6,10 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recbole_attrcloak.audit.list_attack import list_kernel, list_leakage, stratified_folds
+from recbole_attrcloak.audit.list_attack import list_kernel, list_leakage
+from recbole_attrcloak.data.attributes import AttributeLabels
 
 
-def _lists(n: int, y: np.ndarray, planted: int, seed: int) -> np.ndarray:
+def _labels(codes: np.ndarray) -> AttributeLabels:
+    return AttributeLabels("a", codes, tuple(str(c) for c in range(int(codes.max()) + 1)))
+
+
+def _lists(y: np.ndarray, planted: int, seed: int) -> np.ndarray:
     """Top-10 lists over 300 items; users of class 1 get ``planted`` of theirs from items 0-19."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -27,9 +32,10 @@ def test_list_kernel_counts_the_items_two_lists_share():
 
 def test_planted_list_preferences_are_read_above_chance():
     y = np.random.default_rng(0).integers(0, 2, 400)
-    result = list_leakage(_lists(400, y, planted=2, seed=1), y, n_permutations=100)
+    result = list_leakage(_lists(y, planted=2, seed=1), _labels(y), n_permutations=100)
     assert result.balanced_accuracy > 0.6 and result.chance == 0.5
-    assert result.p_value_two_sided <= 0.01 and result.z > 4
+    assert result.p_value_two_sided <= 0.01 and result.p_value <= 0.01 and result.z > 4
+    assert result.p_value_below > 0.9
 
 
 def test_lists_independent_of_the_labels_follow_the_null():
@@ -37,7 +43,7 @@ def test_lists_independent_of_the_labels_follow_the_null():
     p_values, zs = [], []
     for seed in range(12):
         y = rng.integers(0, 3, 300)
-        result = list_leakage(_lists(300, y, planted=0, seed=seed), y, n_permutations=60)
+        result = list_leakage(_lists(y, planted=0, seed=seed), _labels(y), n_permutations=60)
         p_values.append(result.p_value_two_sided)
         zs.append(result.z)
     assert 0.3 < np.mean(p_values) < 0.7  # uniform p-values average 0.5
@@ -47,16 +53,8 @@ def test_lists_independent_of_the_labels_follow_the_null():
 def test_unknown_values_and_small_classes_are_left_out():
     y = np.random.default_rng(3).integers(0, 2, 200)
     y[:10] = -1
-    y[10:13] = 2  # a class of three users
-    result = list_leakage(_lists(200, y, planted=0, seed=4), y, n_permutations=10)
+    y[10:13] = 2  # a class of three users: fewer than one per fold
+    result = list_leakage(_lists(y, planted=0, seed=4), _labels(y), n_permutations=10)
     assert (result.n_users, result.n_classes) == (187, 2)
     with pytest.raises(ValueError, match="fewer than 2 classes"):
-        list_leakage(_lists(200, y, 0, 5), np.where(y == 1, 1, -1), n_permutations=5)
-
-
-def test_stratified_folds_deal_every_class_over_all_folds():
-    codes = np.repeat([0, 1, 2], [50, 20, 7])
-    folds = stratified_folds(codes, 5, np.random.default_rng(0))
-    for value, size in ((0, 50), (1, 20)):
-        assert np.bincount(folds[codes == value], minlength=5).tolist() == [size // 5] * 5
-    assert np.bincount(folds, minlength=5).max() - np.bincount(folds, minlength=5).min() <= 1
+        list_leakage(_lists(y, 0, 5), _labels(np.where(y == 1, 1, -1)), n_permutations=5)

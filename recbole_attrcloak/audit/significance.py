@@ -100,7 +100,8 @@ def subset_permutations(
 
 
 def split_balanced_accuracy(y: np.ndarray, preds: np.ndarray, n_classes: int) -> np.ndarray:
-    """Balanced accuracy of each row of predictions ``preds`` (n_rows, n_test) for labels ``y``."""
+    """Balanced accuracy of each row of predictions ``preds`` (n_rows, n_test) for labels ``y``
+    ((n_test,), or one row of labels per row of predictions)."""
     cells = y * n_classes + preds + (np.arange(len(preds)) * n_classes**2)[:, None]
     counts = np.bincount(cells.ravel(), minlength=len(preds) * n_classes**2)
     return balanced_accuracy(counts.reshape(len(preds), n_classes, n_classes))
