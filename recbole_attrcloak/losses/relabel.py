@@ -34,6 +34,7 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from recbole_attrcloak.losses.attribute_labels import _Attribute, _attribute, _rest, null_moments
+from recbole_attrcloak.losses.attribute_labels import (
+    _Attribute,
+    _attribute,
+    _OneVsRest,
+    _rest,
+    null_moments,
+    one_vs_rest,
+)
 from recbole_attrcloak.losses.directions import (
     direction_basis,
     direction_statistics,
@@ -91,15 +99,19 @@ class _Metric:
     permutations in tests/test_relabel.py). The row pass (FM, ‖f_u‖²_M, FᵀFM) is shared by every
     attribute that covers all rows; the rest are (D, D) and (D, K) products."""
 
-    def __init__(self, feats: Tensor, metric: Tensor | None) -> None:
+    def __init__(self, feats: Tensor, metric: Tensor | None, gram: Tensor | None = None) -> None:
         self.feats, self.metric = feats, metric
-        self.whole = self._rows(feats)
+        self.whole = self._rows(feats, gram)
 
-    def _rows(self, f: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _rows(self, f: Tensor, gram: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """``gram``: FᵀF of ``f`` when the caller has it (saves an (n, D, D) product)."""
         fm = f if self.metric is None else f @ self.metric
         sq_norms = (fm * f).sum(1)  # ‖f_u‖²_M
         with torch.no_grad():
-            gram = f.T @ fm  # Σ_uv ⟨f_u, f_v⟩²_M = tr((FᵀFM)²) for a symmetric M
+            gram = f.T @ f if gram is None else gram.detach()
+            if self.metric is not None:
+                gram = gram @ self.metric.detach()
+            # Σ_uv ⟨f_u, f_v⟩²_M = tr((FᵀFM)²) for a symmetric M
             pair_sq = (gram * gram.T).sum() - sq_norms.detach().square().sum()
         return fm, sq_norms, pair_sq
 
@@ -110,14 +122,20 @@ class _Metric:
         f = self.feats[attr.users]
         return (f, *self._rows(f))
 
-    def statistic(self, attr: _Attribute) -> tuple[Tensor, Tensor]:
-        """(U − E_π U, sd_π U) of ``attr``; the first is differentiable."""
+    def statistic(self, attr: _Attribute | _OneVsRest, labelings: int = 1) -> tuple[Tensor, Tensor]:
+        """(U − E_π U, sd_π U) of ``attr``; the first is differentiable. With ``labelings``
+        > 1, ``attr.labels`` holds that many labelings side by side (equal widths) and both
+        are vectors, one entry per labeling."""
         f, fm, sq_norms, off_sq = self.rows(attr)
         y = attr.labels.to(f.dtype)
         m = len(f)
         s = f.T @ y
         ms = s if self.metric is None else self.metric @ s
-        u_stat = (s * ms).sum() - (sq_norms * y.square().sum(1)).sum()
+        if labelings == 1:
+            u_stat = (s * ms).sum() - (sq_norms * y.square().sum(1)).sum()
+        else:
+            per_column = (s * ms).sum(0) - sq_norms @ y.square()
+            u_stat = per_column.view(labelings, -1).sum(1)
         total = f.sum(0)
         mt = total if self.metric is None else self.metric @ total
         off_diagonal = total @ mt - sq_norms.sum()
@@ -149,6 +167,7 @@ class RelabelingNull:
         direction_basis: str = "principal",
         spectral: int = 0,
         neighbours: Sequence[int] = (),
+        class_critics: bool = False,
         label_weights: str = "class",
         permutations: int = 32,
         refresh: int = 10,
@@ -173,6 +192,9 @@ class RelabelingNull:
         self.attributes = [
             _attribute(n, c, min_class_size, label_weights) for n, c in labels.items()
         ]
+        # one-vs-rest labelings of every class of an attribute with more than two classes
+        families = [one_vs_rest(a) for a in self.attributes] if class_critics else []
+        self.families = [f for f in families if f is not None]
         # the rows any attribute covers; each attribute's users as positions among them
         self.rows = torch.cat([a.users for a in self.attributes]).unique()
         self.attributes = [
@@ -185,6 +207,10 @@ class RelabelingNull:
                 a.dropped,
             )
             for a in self.attributes
+        ]
+        self.families = [
+            dataclasses.replace(f, users=torch.searchsorted(self.rows, f.users))
+            for f in self.families
         ]
         self.checked: dict[tuple[str, str], float] = {}
         self._ready = False
@@ -209,6 +235,7 @@ class RelabelingNull:
             direction_basis=str(settings["au_direction_basis"]),
             spectral=int(settings["au_spectral"]),
             neighbours=[int(k) for k in settings["au_neighbours"]],
+            class_critics=bool(settings["au_class_critics"]),
             label_weights=str(settings["au_label_weights"]),
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
@@ -224,6 +251,16 @@ class RelabelingNull:
             _Attribute(a.name, a.users.to(device), a.labels.to(device), *_rest(a))
             for a in self.attributes
         ]
+        self.families = [
+            dataclasses.replace(
+                f,
+                users=f.users.to(device),
+                labels=f.labels.to(device),
+                label_sq=f.label_sq.to(device, reference.dtype),
+                pair_sq=f.pair_sq.to(device, reference.dtype),
+            )
+            for f in self.families
+        ]
         ref = reference.detach()[self.rows].to(torch.float64)
         mean, std = ref.mean(0), ref.std(0).clamp_min(1e-12)
         self.dtype = reference.dtype
@@ -231,6 +268,11 @@ class RelabelingNull:
         self.dim = reference.shape[1]
         self.axes = None  # the per-direction critics' principal axes (losses.directions)
         self.axis_tolerance, self.axis_margin = self.tolerance, self.margin
+        n_kernel = len(self.critics) * len(self.attributes)
+        n_class = sum(len(f.names) for f in self.families)
+        n_class *= len(self.critics)
+        self.class_tolerance = family_tolerance(self.tolerance, n_kernel, n_class)
+        self.class_margin = self.margin + self.class_tolerance - self.tolerance
         if self.directions:
             axes = direction_basis((ref - mean) / std, self.directions, self.direction_basis)
             self.axes = axes.to(self.dtype)
@@ -306,11 +348,15 @@ class RelabelingNull:
                     eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
                     chol = torch.linalg.cholesky(gram + critic.ridge * gram.diagonal().mean() * eye)
                     metric = torch.cholesky_inverse(chol) / n
-                shared = _Metric(feats, metric)
+                shared = _Metric(feats, metric, gram * n)
                 for attr in self.attributes:
                     out[attr.name, critic.name] = shared.statistic(attr)
                     if self.spectral and gamma is None:
                         out.update(self._spectral(shared, attr, critic, refresh))
+                for family in self.families:
+                    excess, spread = shared.statistic(family, len(family.names))
+                    for j, name in enumerate(family.names):
+                        out[name, critic.name] = excess[j], spread[j]
         if self.axes is not None:
             out.update(self._direction_statistics(z_in))
         if self.neighbours:
@@ -390,6 +436,8 @@ class RelabelingNull:
         their number (``losses.directions.family_tolerance``)."""
         if key[1].startswith("axis"):
             return self.axis_tolerance, self.axis_margin
+        if "=" in key[0]:  # a one-vs-rest labeling (``one_vs_rest``)
+            return self.class_tolerance, self.class_margin
         return self.tolerance, self.margin
 
     @torch.no_grad()
