@@ -45,7 +45,7 @@ def test_each_class_statistic_is_that_of_its_own_two_class_labeling():
     together = _scores(x, {"a": y}, x, class_critics=True)
     for k in (0, 7):
         alone = _scores(x, {"b": (y == k).long()}, x)
-        for (attr, critic), z in alone.items():
+        for (_attr, critic), z in alone.items():
             assert abs(together[f"a={k}", critic] - z) < 1e-3 * max(1.0, abs(z))
 
 
