@@ -206,6 +206,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_spectral": 0,
         "au_neighbours": [],
         "au_class_critics": False,
+        "au_crossfit": [],
         "au_label_weights": "class",
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,

@@ -51,6 +51,7 @@ from recbole_attrcloak.losses.attribute_labels import (
     null_moments,
     one_vs_rest,
 )
+from recbole_attrcloak.losses.crossfit import crossfit_statistic, random_folds
 from recbole_attrcloak.losses.directions import (
     direction_basis,
     direction_statistics,
@@ -63,6 +64,9 @@ from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic,
 from recbole_attrcloak.losses.objective import TermReport
 
 INF = math.inf
+# The cross-fitted critics' folds, label permutations per call and softmax temperature (relative
+# to the spread of the held-out scores).
+CROSSFIT_FOLDS, CROSSFIT_PERMUTATIONS, CROSSFIT_TEMPERATURE = 5, 16, 0.25
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,7 @@ class RelabelingNull:
         spectral: int = 0,
         neighbours: Sequence[int] = (),
         class_critics: bool = False,
+        crossfit: Sequence[float] = (),
         label_weights: str = "class",
         permutations: int = 32,
         refresh: int = 10,
@@ -183,6 +188,7 @@ class RelabelingNull:
         self.direction_basis = str(direction_basis)
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
+        self.crossfit = tuple(float(r) for r in crossfit)
         self._graph: tuple[Tensor, Tensor] | None = None
         self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._checks = 0
@@ -236,6 +242,7 @@ class RelabelingNull:
             spectral=int(settings["au_spectral"]),
             neighbours=[int(k) for k in settings["au_neighbours"]],
             class_critics=bool(settings["au_class_critics"]),
+            crossfit=[float(r) for r in settings["au_crossfit"]],
             label_weights=str(settings["au_label_weights"]),
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
@@ -291,6 +298,8 @@ class RelabelingNull:
                 ]
                 self.perms[a.name] = torch.stack(draws).to(device)
         self._check_draw = self._draw()
+        fixed = torch.Generator(device=device).manual_seed(self.seed + 2)
+        self._check_splits = {a.name: self._splits(len(a.users), fixed) for a in self.attributes}
         self._ready = True
 
     @property
@@ -361,6 +370,38 @@ class RelabelingNull:
             out.update(self._direction_statistics(z_in))
         if self.neighbours:
             out.update(self._neighbour_statistics(z_in, checking))
+        if self.crossfit:
+            out.update(self._crossfit_statistics(z_in, checking))
+        return out
+
+    def _splits(self, m: int, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
+        """Folds and label permutations for the cross-fitted critics."""
+        folds = random_folds(m, CROSSFIT_FOLDS, generator, self.shift.device)
+        perms = torch.stack(
+            [
+                torch.randperm(m, generator=generator, device=self.shift.device)
+                for _ in range(CROSSFIT_PERMUTATIONS)
+            ]
+        )
+        return folds, perms
+
+    def _crossfit_statistics(
+        self, z_in: Tensor, checking: bool
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """The cross-fitted classifier critics (``losses.crossfit``): fixed folds and
+        permutations for the check, fresh ones for every step."""
+        out = {}
+        for attr in self.attributes:
+            if checking:
+                folds, perms = self._check_splits[attr.name]
+            else:
+                folds, perms = self._splits(len(attr.users), self.generator)
+            rows = z_in if len(attr.users) == len(z_in) else z_in[attr.users]
+            codes = attr.labels.argmax(1)
+            for ridge in self.crossfit:
+                out[attr.name, f"crossfit/ridge={ridge:g}"] = crossfit_statistic(
+                    rows, codes, attr.labels.shape[1], folds, perms, ridge, CROSSFIT_TEMPERATURE
+                )
         return out
 
     def _neighbour_statistics(

@@ -1,0 +1,79 @@
+"""Cross-fitted classifier critics (``au_crossfit``, losses/crossfit.py): an attacker's decisions on
+held-out users against label permutations, in both directions."""
+
+from __future__ import annotations
+
+import torch
+
+from recbole_attrcloak.losses import RelabelingNull
+from recbole_attrcloak.losses.crossfit import crossfit_statistic, random_folds
+from tests.test_relabel import _unlearn
+
+
+def _noise_and_labels(n: int = 600, d: int = 24, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return x, torch.randint(0, 3, (n,), generator=g)
+
+
+def _z(x: torch.Tensor, y: torch.Tensor, seed: int, permutations: int = 64) -> float:
+    g = torch.Generator().manual_seed(seed)
+    folds = random_folds(len(y), 5, g, "cpu")
+    perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(permutations)])
+    excess, spread = crossfit_statistic(x, y, int(y.max()) + 1, folds, perms, 1.0, 0.25)
+    return float(excess / spread)
+
+
+def _equalised(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Every class mean set to the population mean: the over-correction of exact moment
+    matching (an attacker trained on some users then reads the others below chance)."""
+    out = x.clone()
+    for k in y.unique():
+        out[y == k] -= out[y == k].mean(0) - x.mean(0)
+    return out
+
+
+def test_z_scores_on_noise_follow_the_permutation_null():
+    zs = []
+    for seed in range(8):
+        x, y = _noise_and_labels(seed=seed)
+        zs.append(_z(x, y, seed))
+    zs = torch.tensor(zs)
+    assert abs(float(zs.mean())) < 0.6 and float(zs.abs().max()) < 3
+
+
+def test_leakage_is_seen_above_chance_and_over_correction_below_it():
+    x, y = _noise_and_labels()
+    shifted = x.clone()
+    shifted[y == 1, 0] += 1.0
+    assert min(_z(shifted, y, s) for s in range(3)) > 4
+    assert max(_z(_equalised(x, y), y, s) for s in range(3)) < -3
+
+
+def test_the_statistic_is_differentiable_in_the_features():
+    x, y = _noise_and_labels(n=200, d=6)
+    x = x.clone().requires_grad_(True)
+    g = torch.Generator().manual_seed(0)
+    folds = random_folds(len(y), 5, g, "cpu")
+    perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(8)])
+    excess, _ = crossfit_statistic(x, y, 3, folds, perms, 1.0, 0.25)
+    (grad,) = torch.autograd.grad(excess, x)
+    assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
+
+
+def test_the_objective_names_its_crossfit_terms():
+    x, y = _noise_and_labels(n=300)
+    objective = RelabelingNull({"a": y}, crossfit=[1.0, 0.1], seed=0)
+    objective(x.float())
+    names = {t.name for t in objective.terms()}
+    assert {"a/crossfit/ridge=1/z", "a/crossfit/ridge=0.1/z"} <= names
+
+
+def test_unlearning_with_crossfit_critics_undoes_an_over_correction():
+    x, y = _noise_and_labels(n=600, d=24)
+    over = _equalised(x, y).float()
+    assert _z(over.double(), y, 11) < -3  # an attacker reads the classes inverted
+    repaired, outcome = _unlearn(over, {"a": y}, au_max_steps=200, au_crossfit=[1.0])
+    assert outcome.stop_reason == "target_reached"
+    assert abs(_z(repaired.double(), y, 11)) < 2.5
+    assert float((repaired - over).norm() / over.norm()) < 0.1
