@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
-from recbole_attrcloak.losses.crossfit import crossfit_statistic, random_folds
+from recbole_attrcloak.losses.crossfit import crossfit_statistics, random_folds
 from tests.test_relabel import _unlearn
 
 
@@ -20,7 +20,7 @@ def _z(x: torch.Tensor, y: torch.Tensor, seed: int, permutations: int = 64) -> f
     g = torch.Generator().manual_seed(seed)
     folds = random_folds(len(y), 5, g, "cpu")
     perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(permutations)])
-    excess, spread = crossfit_statistic(x, y, int(y.max()) + 1, folds, perms, 1.0, 0.25)
+    [(excess, spread)] = crossfit_statistics(x, [(y, int(y.max()) + 1)], folds, perms, 1.0, 0.25)
     return float(excess / spread)
 
 
@@ -56,7 +56,7 @@ def test_the_statistic_is_differentiable_in_the_features():
     g = torch.Generator().manual_seed(0)
     folds = random_folds(len(y), 5, g, "cpu")
     perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(8)])
-    excess, _ = crossfit_statistic(x, y, 3, folds, perms, 1.0, 0.25)
+    [(excess, _)] = crossfit_statistics(x, [(y, 3)], folds, perms, 1.0, 0.25)
     (grad,) = torch.autograd.grad(excess, x)
     assert torch.isfinite(grad).all() and float(grad.abs().sum()) > 0
 

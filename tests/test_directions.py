@@ -150,8 +150,8 @@ def _first_coordinate_z(x: torch.Tensor, y: torch.Tensor) -> float:
 def test_a_leak_in_one_coordinate_is_left_by_the_kernels_and_removed_by_coordinate_critics():
     x, y = _one_coordinate(0.2)
     assert _first_coordinate_z(x, y) > 6  # planted
-    settings = {"au_max_steps": 300, "au_relabel_adapt": True}
-    kernels, outcome = _unlearn(x, {"a": y}, **settings)
+    settings = {"au_max_steps": 300, "au_relabel_adapt": True, "au_crossfit": []}
+    kernels, outcome = _unlearn(x, {"a": y}, **settings)  # the kernel critics alone
     assert outcome.stop_reason == "target_reached"
     assert _first_coordinate_z(kernels, y) > 5  # every kernel critic met, the coordinate leaks
     coords, outcome = _unlearn(

@@ -34,14 +34,16 @@ def test_z_scores_follow_the_permutation_null_on_noise():
     g = torch.Generator().manual_seed(1)
     labels = torch.randint(0, 3, (len(x),), generator=g)
     zs = []
-    for r in range(30):
+    for r in range(80):
         shuffled = labels[torch.randperm(len(x), generator=g)]
         objective = RelabelingNull({"a": shuffled}, n_features=64, seed=r)
         zs.append(torch.stack(list(objective.zscores(x).values())))
     zs = torch.stack(zs)
+    # the 9 critics of one labeling are correlated: the mean of 80 labelings' z has an SE of
+    # about 0.08 (30 labelings gave −0.24 for one seed, 150 gave −0.08)
     assert zs.mean().abs() < 0.2  # every critic centred on its null ...
-    assert zs.mean(0).abs().max() < 0.6
-    assert 0.85 < float(zs.std()) < 1.15  # ... with the null's spread (270 z: SE about 0.05)
+    assert zs.mean(0).abs().max() < 0.4
+    assert 0.85 < float(zs.std()) < 1.15  # ... with the null's spread
 
 
 def test_planted_class_means_are_seen_by_every_linear_critic():
@@ -99,7 +101,7 @@ def test_unknown_users_and_small_classes_are_left_out():
     moved[:51] += 100.0  # the unknown users and the dropped class change nothing ...
     objective_again = RelabelingNull({"a": codes}, min_class_size=2, seed=0)
     objective_again.zscores(x)  # same standardisation as the first
-    draw = objective._check_draw
+    draw = objective._check_draws[0]
     before = objective.zscores(x, draw)
     after = objective.zscores(moved, draw)
     assert all(torch.isclose(before[k], after[k]) for k in before)
@@ -115,7 +117,7 @@ def test_gradient_matches_finite_differences():
     critics = (Critic(None, 1.0), Critic(1.0, math.inf), Critic(4.0, 0.1))
     objective = RelabelingNull({"a": y}, critics=critics, n_features=8, seed=0)
     objective.zscores(x)  # fixes the standardisation
-    draw = objective._check_draw
+    draw = objective._check_draws[0]
 
     def loss(reps: torch.Tensor) -> torch.Tensor:  # the statistics' excesses over their null
         excesses = [excess for excess, _ in objective.statistics(reps, draw).values()]
@@ -273,7 +275,7 @@ def test_linear_critics_do_not_see_the_scale_of_later_representations():
     objective.zscores(x)
     planted = x.clone()
     planted[y == 1, 0] += 0.3
-    draw = objective._check_draw
+    draw = objective._check_draws[0]
     big, small = objective.zscores(planted, draw), objective.zscores(1e-3 * planted, draw)
     linear = [k for k in big if k[1].startswith("linear")]
     assert len(linear) == 3 and max(float(big[k]) for k in linear) > 2

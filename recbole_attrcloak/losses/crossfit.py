@@ -18,6 +18,8 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -44,26 +46,29 @@ def _soft_balanced(scores: Tensor, codes: Tensor, n_classes: int, temperature: T
     return per_class.mean(-1)
 
 
-def crossfit_statistic(
+def crossfit_statistics(
     x: Tensor,
-    codes: Tensor,
-    n_classes: int,
+    labelings: Sequence[tuple[Tensor, int]],
     folds: list[Tensor],
     permutations: Tensor,
     ridge: float,
     temperature: float,
-) -> tuple[Tensor, Tensor]:
-    """(s − mean of the null, sd of the null) of the cross-fitted soft balanced accuracy s.
+) -> list[tuple[Tensor, Tensor]]:
+    """For every labeling (codes (m,) in 0…K−1, K) of the same users: (s − mean of the null,
+    sd of the null) of its cross-fitted soft balanced accuracy s.
 
-    ``x`` (m, d) the users' features (differentiable), ``codes`` (m,) their classes in
-    0…K−1, ``folds`` a partition of the rows, ``permutations`` (R, m) label shuffles for the
-    null (no gradient). Each fold's ridge (relative to the mean feature variance) is fitted on
-    the other rows; its scores on the fold are divided by ``temperature`` × their spread before
-    the softmax. Cost O(m·d² + d³) per fold and O(m·d·K) per permutation."""
+    ``x`` (m, d) the users' features (differentiable), ``folds`` a partition of the rows,
+    ``permutations`` (R, m) row shuffles of the labels for the null (no gradient). Each fold's
+    ridge (relative to the mean feature variance) is fitted on the other rows, once for every
+    labeling and permutation; its scores on the fold are divided by ``temperature`` × their
+    spread before the softmax. Cost O(m·d² + d³) per fold, O(m·d·K) per labeling and
+    permutation."""
     m, d = x.shape
-    shuffled = codes[permutations]  # (R, m)
-    true_y = _balanced_targets(codes, n_classes, x.dtype)
-    null_y = torch.stack([_balanced_targets(c, n_classes, x.dtype) for c in shuffled], 1)
+    widths = [k for _, k in labelings]
+    shuffled = [codes[permutations] for codes, _ in labelings]  # each (R, m)
+    true_y = torch.cat([_balanced_targets(c, k, x.dtype) for c, k in labelings], 1)
+    # a permutation keeps the class sizes: its targets are the true targets' rows, shuffled
+    null_y = true_y[permutations].transpose(0, 1)  # (m, R, ΣK)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     parts, null_parts = [], []
     for fold in folds:
@@ -75,18 +80,23 @@ def crossfit_statistic(
         gram = xc.T @ xc
         chol = torch.linalg.cholesky(gram + ridge * gram.diagonal().mean() * eye)
         y = true_y[train]
-        weights = torch.cholesky_solve(xc.T @ (y - y.mean(0)), chol)
         test = x[fold] - mean
-        parts.append(test @ weights)
+        parts.append(test @ torch.cholesky_solve(xc.T @ (y - y.mean(0)), chol))
         with torch.no_grad():
             y = null_y[train].reshape(len(xt), -1)
             weights = torch.cholesky_solve(xc.T @ (y - y.mean(0)), chol)
-            null_parts.append((test @ weights).reshape(len(fold), -1, n_classes))
+            null_parts.append((test @ weights).reshape(len(fold), len(permutations), -1))
     order = torch.cat(folds).argsort()
-    scores = torch.cat(parts)[order]  # (m, K), rows back in their places
-    spread = scores.detach().std().clamp_min(1e-12)
-    soft = _soft_balanced(scores[None], codes[None], n_classes, temperature * spread)[0]
+    scores = torch.cat(parts)[order].split(widths, 1)  # rows back in their places
     with torch.no_grad():
-        null_scores = torch.cat(null_parts)[order].transpose(0, 1)  # (R, m, K)
-        null = _soft_balanced(null_scores, shuffled, n_classes, temperature * spread)
-    return soft - null.mean(), null.std().clamp_min(1e-12)
+        null_scores = torch.cat(null_parts)[order].transpose(0, 1).split(widths, 2)
+    out = []
+    for (codes, k), score, null_score, shuffle in zip(
+        labelings, scores, null_scores, shuffled, strict=True
+    ):
+        scale = temperature * score.detach().std().clamp_min(1e-12)
+        soft = _soft_balanced(score[None], codes[None], k, scale)[0]
+        with torch.no_grad():
+            null = _soft_balanced(null_score, shuffle, k, scale)
+        out.append((soft - null.mean(), null.std().clamp_min(1e-12)))
+    return out

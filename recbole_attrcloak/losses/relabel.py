@@ -51,7 +51,7 @@ from recbole_attrcloak.losses.attribute_labels import (
     null_moments,
     one_vs_rest,
 )
-from recbole_attrcloak.losses.crossfit import crossfit_statistic, random_folds
+from recbole_attrcloak.losses.crossfit import crossfit_statistics, random_folds
 from recbole_attrcloak.losses.directions import (
     direction_basis,
     direction_statistics,
@@ -67,6 +67,8 @@ INF = math.inf
 # The cross-fitted critics' folds, label permutations per call and softmax temperature (relative
 # to the spread of the held-out scores).
 CROSSFIT_FOLDS, CROSSFIT_PERMUTATIONS, CROSSFIT_TEMPERATURE = 5, 16, 0.25
+CROSSFIT_CHECK_PERMUTATIONS = 32  # per check draw: a steadier null spread for the stop
+CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
 
 
 @dataclass(frozen=True)
@@ -297,9 +299,8 @@ class RelabelingNull:
                     for _ in range(self.permutations)
                 ]
                 self.perms[a.name] = torch.stack(draws).to(device)
-        self._check_draw = self._draw()
-        fixed = torch.Generator(device=device).manual_seed(self.seed + 2)
-        self._check_splits = {a.name: self._splits(len(a.users), fixed) for a in self.attributes}
+        self._check_draws = [self._draw() for _ in range(CHECK_DRAWS)]
+        self._check_splits: dict[tuple[str, int], tuple[list[Tensor], Tensor]] = {}
         self._ready = True
 
     @property
@@ -342,8 +343,10 @@ class RelabelingNull:
         if not self._ready:
             self._setup(reps)
         draw = draw if draw is not None else self._draw()
-        checking = draw is self._check_draw  # a check rebuilds what the loss calls then reuse
-        refresh = checking and (self._checks - 1) % self.refresh == 0
+        # which check draw this is (None: a fresh draw); the first rebuilds what the loss
+        # calls then reuse
+        index = next((i for i, d in enumerate(self._check_draws) if d is draw), None)
+        refresh = index == 0 and (self._checks - 1) % self.refresh == 0
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma in {c.gamma for c in self.critics}:
@@ -369,40 +372,59 @@ class RelabelingNull:
         if self.axes is not None:
             out.update(self._direction_statistics(z_in))
         if self.neighbours:
-            out.update(self._neighbour_statistics(z_in, checking))
+            out.update(self._neighbour_statistics(z_in, index == 0))
         if self.crossfit:
-            out.update(self._crossfit_statistics(z_in, checking))
+            out.update(self._crossfit_statistics(z_in, index))
         return out
 
-    def _splits(self, m: int, generator: torch.Generator) -> tuple[list[Tensor], Tensor]:
+    def _splits(
+        self, m: int, generator: torch.Generator, n_perms: int = 0
+    ) -> tuple[list[Tensor], Tensor]:
         """Folds and label permutations for the cross-fitted critics."""
         folds = random_folds(m, CROSSFIT_FOLDS, generator, self.shift.device)
         perms = torch.stack(
             [
                 torch.randperm(m, generator=generator, device=self.shift.device)
-                for _ in range(CROSSFIT_PERMUTATIONS)
+                for _ in range(n_perms or CROSSFIT_PERMUTATIONS)
             ]
         )
         return folds, perms
 
     def _crossfit_statistics(
-        self, z_in: Tensor, checking: bool
+        self, z_in: Tensor, check: int | None
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """The cross-fitted classifier critics (``losses.crossfit``): fixed folds and
-        permutations for the check, fresh ones for every step."""
-        out = {}
+        permutations for each check draw (``check``: its index), fresh ones for every step;
+        the attributes of every user share them (and each fold's fit)."""
+        groups: dict[str, list[_Attribute]] = {}
         for attr in self.attributes:
-            if checking:
-                folds, perms = self._check_splits[attr.name]
+            key = "" if len(attr.users) == len(z_in) else attr.name
+            groups.setdefault(key, []).append(attr)
+        out = {}
+        for key, attrs in groups.items():
+            m = len(attrs[0].users)
+            if check is not None:
+                if (key, check) not in self._check_splits:
+                    self._check_splits[key, check] = self._fixed_splits(m, check)
+                folds, perms = self._check_splits[key, check]
             else:
-                folds, perms = self._splits(len(attr.users), self.generator)
-            rows = z_in if len(attr.users) == len(z_in) else z_in[attr.users]
-            codes = attr.labels.argmax(1)
+                folds, perms = self._splits(m, self.generator)
+            rows = z_in if not key else z_in[attrs[0].users]
+            labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
             for ridge in self.crossfit:
-                out[attr.name, f"crossfit/ridge={ridge:g}"] = crossfit_statistic(
-                    rows, codes, attr.labels.shape[1], folds, perms, ridge, CROSSFIT_TEMPERATURE
+                scored = crossfit_statistics(
+                    rows, labelings, folds, perms, ridge, CROSSFIT_TEMPERATURE
                 )
+                for attr, stat in zip(attrs, scored, strict=True):
+                    out[attr.name, f"crossfit/ridge={ridge:g}"] = stat
         return out
+
+    def _fixed_splits(self, m: int, check: int) -> tuple[list[Tensor], Tensor]:
+        """Check draw ``check``'s folds and permutations for ``m`` users (seeded: every check
+        alike)."""
+        seed = self.seed + 2 + check
+        generator = torch.Generator(device=self.shift.device).manual_seed(seed)
+        return self._splits(m, generator, CROSSFIT_CHECK_PERMUTATIONS)
 
     def _neighbour_statistics(
         self, z_in: Tensor, rebuild: bool
@@ -483,12 +505,14 @@ class RelabelingNull:
 
     @torch.no_grad()
     def check(self, reps: Tensor) -> float:
-        """The largest |z| under the fixed check draw (for stopping and keeping states)."""
+        """The largest |z| under the fixed check draws, each statistic's z averaged over them
+        (for stopping and keeping states). One draw's random-feature and fold noise made runs
+        wait on a statistic that only that draw showed beyond its tolerance."""
         if not self._ready:
             self._setup(reps)
         self._checks += 1
-        zs = self.zscores(reps.detach(), self._check_draw)
-        self.checked = {k: float(v) for k, v in zs.items()}
+        runs = [self.zscores(reps.detach(), draw) for draw in self._check_draws]
+        self.checked = {k: sum(float(r[k]) for r in runs) / len(runs) for k in runs[0]}
         return self.max_abs_z
 
     @property

@@ -1,0 +1,148 @@
+"""AttrCloak's wall time against the original's training (issue 12: DF ≤ 2 s on ml-100k BPR and
+DD ≤ 25 % of the original's training time, on CPU).
+
+    python benchmarks/speed.py --model BPR --seeds 2020,2021,2022 --out benchmarks/results/speed
+
+For each seed, one job at a time on an otherwise idle machine: train the original as the grids'
+originals were trained (``gpu_originals.py``: ``configs/default.yaml``, an epoch cap of
+``--epochs``, RecBole's early stopping), timed; then unlearn that checkpoint with the product's
+defaults in DF and in DD (``--unlearn attrcloak`` without the audit: the model, data and split
+loaded as the CLI loads them, then ``run_attrcloak``), timed from the defence's start to its
+return. Torch keeps its default number of threads (what a user of the CLI gets). Writes
+``speed.csv`` and ``speed.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import gpu_originals
+import torch
+from _common import command_line
+
+from recbole_attrcloak import compat
+from recbole_attrcloak.provenance import machine, machine_line
+
+MODES = ("df", "dd")
+
+
+def unlearn_seconds(checkpoint: Path, mode: str, work: Path) -> dict[str, Any]:
+    """Unlearn ``checkpoint`` with the product's defaults in ``mode``; the defence's wall time,
+    its steps and stop rule."""
+    from recbole.utils import init_seed
+
+    from recbole_attrcloak.quick_start import _load_config, load_context
+    from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
+
+    info = json.loads(checkpoint.with_suffix(".json").read_text())
+    overrides = {"show_progress": False, "au_mode": mode}
+    config, ckpt = _load_config(info["model"], info["dataset"], [], overrides, str(checkpoint))
+    init_seed(config["seed"], config["reproducibility"])  # the checkpoint's split
+    ctx, _ = load_context(config, ckpt, str(checkpoint), work)
+    tic = time.perf_counter()
+    result = run_attrcloak(ctx)
+    seconds = time.perf_counter() - tic
+    return {
+        "seconds": seconds,
+        "steps": result.info["steps"],
+        "stop_reason": result.info["stop_reason"],
+    }
+
+
+def measure(model: str, seed: int, epochs: int, work: Path) -> dict[str, Any]:
+    """Train one original (timed) and unlearn it in every mode (timed)."""
+    import recbole
+
+    data_path = Path(recbole.__file__).parent / "dataset_example"
+    args = ["--model", model, "--dataset", "ml-100k", "--seed", str(seed)]
+    args += ["--data_path", str(data_path), "--epochs", str(epochs), "--out", str(work)]
+    gpu_originals.main(args)
+    checkpoint = work / f"{model}-ml-100k-{seed}.pth"
+    trained = json.loads(checkpoint.with_suffix(".json").read_text())
+    row: dict[str, Any] = {
+        "model": model,
+        "seed": seed,
+        "train_s": trained["train_seconds"],
+        "best_epoch": trained["best_epoch"],
+        "epochs_cap": epochs,
+    }
+    for mode in MODES:
+        timed = unlearn_seconds(checkpoint, mode, work / f"run-{mode}")
+        row |= {f"{mode}_{k}": v for k, v in timed.items()}
+        row[f"{mode}_share"] = timed["seconds"] / row["train_s"]
+    return row
+
+
+def markdown(rows: list[dict[str, Any]], command: str, header: str) -> str:
+    """speed.md: the table per seed, the medians and issue 12's two bars."""
+    lines = [
+        "# AttrCloak's wall time against the original's training (ml-100k, CPU)",
+        "",
+        f"Command: `{command}`. {header}",
+        "",
+        "One job at a time; torch's default threads; the original trained with "
+        "`benchmarks/gpu_originals.py` (`configs/default.yaml`, epoch cap, RecBole's early "
+        "stopping), then unlearned with the product's defaults (`run_attrcloak`, no audit).",
+        "",
+        "| model | seed | original training s (best epoch) | DF s | DF steps (stop) "
+        "| DD s | DD steps (stop) | DD / training |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['seed']} | {r['train_s']:.1f} ({r['best_epoch']}) "
+            f"| {r['df_seconds']:.2f} | {r['df_steps']} ({r['df_stop_reason']}) "
+            f"| {r['dd_seconds']:.2f} | {r['dd_steps']} ({r['dd_stop_reason']}) "
+            f"| {100 * r['dd_share']:.1f} % |"
+        )
+    df = statistics.median(r["df_seconds"] for r in rows)
+    dd = statistics.median(r["dd_share"] for r in rows)
+    lines += [
+        "",
+        f"- DF ≤ 2 s: median {df:.2f} s over {len(rows)} seeds: "
+        + ("met" if df <= 2.0 else "**not met**")
+        + f"; worst {max(r['df_seconds'] for r in rows):.2f} s.",
+        f"- DD ≤ 25 % of the original's training: median {100 * dd:.1f} %: "
+        + ("met" if dd <= 0.25 else "**not met**")
+        + f"; worst {100 * max(r['dd_share'] for r in rows):.1f} %.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="BPR")
+    parser.add_argument("--seeds", default="2020,2021,2022")
+    parser.add_argument("--epochs", type=int, default=100, help="the originals' epoch cap")
+    parser.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
+    args = parser.parse_args(argv)
+    if hasattr(compat, "apply_runtime_shims"):
+        compat.apply_runtime_shims()
+    command = command_line()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            rows.append(measure(args.model, seed, args.epochs, Path(tmp) / str(seed)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "speed.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    header = f"Date: {now}. {machine_line(machine())} torch threads: {torch.get_num_threads()}."
+    (out / "speed.md").write_text(markdown(rows, command, header), encoding="utf-8")
+    print((out / "speed.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
