@@ -23,6 +23,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from recbole_attrcloak.losses.attribute_labels import _Attribute
+
+# Folds, label permutations per call and softmax temperature (relative to the spread of the
+# held-out scores); the check's permutations per check draw (a steadier null spread).
+FOLDS, PERMUTATIONS, TEMPERATURE, CHECK_PERMUTATIONS = 5, 16, 0.25, 32
+
 
 def random_folds(m: int, n_folds: int, generator: torch.Generator, device) -> list[Tensor]:
     """A random split of ``m`` rows into ``n_folds`` folds of (nearly) equal size."""
@@ -100,3 +106,52 @@ def crossfit_statistics(
             null = _soft_balanced(null_score, shuffle, k, scale)
         out.append((soft - null.mean(), null.std().clamp_min(1e-12)))
     return out
+
+
+class CrossFitCritics:
+    """The cross-fitted critics of ``losses.relabel.RelabelingNull``, one per ridge: fresh folds
+    and permutations at every call (from the objective's generator), fixed ones, seeded, for
+    each check draw; the attributes of every user share them (and each fold's fit)."""
+
+    def __init__(self, ridges: Sequence[float], seed: int) -> None:
+        self.ridges = tuple(float(r) for r in ridges)
+        self.seed = int(seed)
+        self._fixed: dict[tuple[str, int], tuple[list[Tensor], Tensor]] = {}
+
+    @staticmethod
+    def _splits(
+        m: int, generator: torch.Generator, device, n_perms: int = PERMUTATIONS
+    ) -> tuple[list[Tensor], Tensor]:
+        folds = random_folds(m, FOLDS, generator, device)
+        perms = [torch.randperm(m, generator=generator, device=device) for _ in range(n_perms)]
+        return folds, torch.stack(perms)
+
+    def statistics(
+        self,
+        z: Tensor,
+        attributes: Sequence[_Attribute],
+        generator: torch.Generator,
+        check: int | None,
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """(attribute, ``crossfit/ridge=r``) → (excess, spread) on the standardised
+        representations ``z``; ``check``: the index of the check draw, None for a fresh one."""
+        groups: dict[str, list[_Attribute]] = {}
+        for attr in attributes:
+            groups.setdefault("" if len(attr.users) == len(z) else attr.name, []).append(attr)
+        out = {}
+        for key, attrs in groups.items():
+            m = len(attrs[0].users)
+            if check is None:
+                folds, perms = self._splits(m, generator, z.device)
+            else:
+                if (key, check) not in self._fixed:
+                    fixed = torch.Generator(device=z.device).manual_seed(self.seed + 2 + check)
+                    self._fixed[key, check] = self._splits(m, fixed, z.device, CHECK_PERMUTATIONS)
+                folds, perms = self._fixed[key, check]
+            rows = z if not key else z[attrs[0].users]
+            labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
+            for ridge in self.ridges:
+                scored = crossfit_statistics(rows, labelings, folds, perms, ridge, TEMPERATURE)
+                for attr, stat in zip(attrs, scored, strict=True):
+                    out[attr.name, f"crossfit/ridge={ridge:g}"] = stat
+        return out

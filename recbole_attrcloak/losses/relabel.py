@@ -29,6 +29,12 @@ class-mean matrix (the best discriminant directions) against fixed label permuta
 per-direction critics (``directions`` > 0) the class means along each top principal axis alone
 (``losses.directions``).
 
+One-vs-rest critics (``class_critics``) score every class of a multi-class attribute against
+the others with every critic (``attribute_labels.one_vs_rest``); cross-fitted critics
+(``crossfit``) score what a ridge classifier fitted on some users decides for the others
+(``losses.crossfit``). The stop reads each statistic's z averaged over ``CHECK_DRAWS`` fixed
+draws.
+
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
 
@@ -51,7 +57,7 @@ from recbole_attrcloak.losses.attribute_labels import (
     null_moments,
     one_vs_rest,
 )
-from recbole_attrcloak.losses.crossfit import crossfit_statistics, random_folds
+from recbole_attrcloak.losses.crossfit import CrossFitCritics
 from recbole_attrcloak.losses.directions import (
     direction_basis,
     direction_statistics,
@@ -64,10 +70,6 @@ from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic,
 from recbole_attrcloak.losses.objective import TermReport
 
 INF = math.inf
-# The cross-fitted critics' folds, label permutations per call and softmax temperature (relative
-# to the spread of the held-out scores).
-CROSSFIT_FOLDS, CROSSFIT_PERMUTATIONS, CROSSFIT_TEMPERATURE = 5, 16, 0.25
-CROSSFIT_CHECK_PERMUTATIONS = 32  # per check draw: a steadier null spread for the stop
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
 
 
@@ -190,7 +192,7 @@ class RelabelingNull:
         self.direction_basis = str(direction_basis)
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
-        self.crossfit = tuple(float(r) for r in crossfit)
+        self.crossfit = CrossFitCritics(crossfit, seed) if crossfit else None
         self._graph: tuple[Tensor, Tensor] | None = None
         self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._checks = 0
@@ -300,7 +302,6 @@ class RelabelingNull:
                 ]
                 self.perms[a.name] = torch.stack(draws).to(device)
         self._check_draws = [self._draw() for _ in range(CHECK_DRAWS)]
-        self._check_splits: dict[tuple[str, int], tuple[list[Tensor], Tensor]] = {}
         self._ready = True
 
     @property
@@ -373,58 +374,9 @@ class RelabelingNull:
             out.update(self._direction_statistics(z_in))
         if self.neighbours:
             out.update(self._neighbour_statistics(z_in, index == 0))
-        if self.crossfit:
-            out.update(self._crossfit_statistics(z_in, index))
+        if self.crossfit is not None:
+            out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
         return out
-
-    def _splits(
-        self, m: int, generator: torch.Generator, n_perms: int = 0
-    ) -> tuple[list[Tensor], Tensor]:
-        """Folds and label permutations for the cross-fitted critics."""
-        folds = random_folds(m, CROSSFIT_FOLDS, generator, self.shift.device)
-        perms = torch.stack(
-            [
-                torch.randperm(m, generator=generator, device=self.shift.device)
-                for _ in range(n_perms or CROSSFIT_PERMUTATIONS)
-            ]
-        )
-        return folds, perms
-
-    def _crossfit_statistics(
-        self, z_in: Tensor, check: int | None
-    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """The cross-fitted classifier critics (``losses.crossfit``): fixed folds and
-        permutations for each check draw (``check``: its index), fresh ones for every step;
-        the attributes of every user share them (and each fold's fit)."""
-        groups: dict[str, list[_Attribute]] = {}
-        for attr in self.attributes:
-            key = "" if len(attr.users) == len(z_in) else attr.name
-            groups.setdefault(key, []).append(attr)
-        out = {}
-        for key, attrs in groups.items():
-            m = len(attrs[0].users)
-            if check is not None:
-                if (key, check) not in self._check_splits:
-                    self._check_splits[key, check] = self._fixed_splits(m, check)
-                folds, perms = self._check_splits[key, check]
-            else:
-                folds, perms = self._splits(m, self.generator)
-            rows = z_in if not key else z_in[attrs[0].users]
-            labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
-            for ridge in self.crossfit:
-                scored = crossfit_statistics(
-                    rows, labelings, folds, perms, ridge, CROSSFIT_TEMPERATURE
-                )
-                for attr, stat in zip(attrs, scored, strict=True):
-                    out[attr.name, f"crossfit/ridge={ridge:g}"] = stat
-        return out
-
-    def _fixed_splits(self, m: int, check: int) -> tuple[list[Tensor], Tensor]:
-        """Check draw ``check``'s folds and permutations for ``m`` users (seeded: every check
-        alike)."""
-        seed = self.seed + 2 + check
-        generator = torch.Generator(device=self.shift.device).manual_seed(seed)
-        return self._splits(m, generator, CROSSFIT_CHECK_PERMUTATIONS)
 
     def _neighbour_statistics(
         self, z_in: Tensor, rebuild: bool
