@@ -44,8 +44,10 @@ def null_moments(
 LABEL_WEIGHTS = ("class", "scatter")
 
 
-def _balanced_onehot(codes: Tensor, n_classes: int, weights: str = "class") -> Tensor:
-    """(m, K): the one-hot, centred, each class scaled.
+def _balanced_onehot(
+    codes: Tensor, n_classes: int, weights: str = "class", dtype: torch.dtype = torch.float64
+) -> Tensor:
+    """(m, K): the one-hot, centred, each class scaled, in ``dtype`` on ``codes``' device.
 
     ``class`` (the default): 1[y=k]/n_k − 1/m, every class mean weighted alike, as the audit's
     class-balanced attackers and balanced accuracy weigh the classes. ``scatter``:
@@ -56,8 +58,8 @@ def _balanced_onehot(codes: Tensor, n_classes: int, weights: str = "class") -> T
     small classes weigh little (measured over the ml-100k grid in docs/attrcloak.md)."""
     if weights not in LABEL_WEIGHTS:
         raise ValueError(f"label weights {weights!r}: choose from {', '.join(LABEL_WEIGHTS)}")
-    onehot = torch.zeros(len(codes), n_classes, dtype=torch.float64)
-    onehot[torch.arange(len(codes)), codes] = 1.0
+    onehot = torch.zeros(len(codes), n_classes, dtype=dtype, device=codes.device)
+    onehot[torch.arange(len(codes), device=codes.device), codes] = 1.0
     counts = onehot.sum(0).clamp_min(1.0)
     if weights == "class":
         return onehot / counts - 1.0 / len(codes)

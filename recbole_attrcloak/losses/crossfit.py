@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from recbole_attrcloak.losses.attribute_labels import _Attribute
+from recbole_attrcloak.losses.attribute_labels import _Attribute, _balanced_onehot
 
 # Folds, label permutations per call and softmax temperature (relative to the spread of the
 # held-out scores); the check's permutations per check draw (a steadier null spread).
@@ -34,12 +34,6 @@ def random_folds(m: int, n_folds: int, generator: torch.Generator, device) -> li
     """A random split of ``m`` rows into ``n_folds`` folds of (nearly) equal size."""
     order = torch.randperm(m, generator=generator, device=device)
     return list(order.chunk(n_folds))
-
-
-def _balanced_targets(codes: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
-    """(m, K): 1[y = k]/n_k − 1/m."""
-    onehot = torch.nn.functional.one_hot(codes, n_classes).to(dtype)
-    return onehot / onehot.sum(0).clamp_min(1.0) - 1.0 / len(codes)
 
 
 def _soft_balanced(scores: Tensor, codes: Tensor, n_classes: int, temperature: Tensor) -> Tensor:
@@ -72,7 +66,7 @@ def crossfit_statistics(
     m, d = x.shape
     widths = [k for _, k in labelings]
     shuffled = [codes[permutations] for codes, _ in labelings]  # each (R, m)
-    true_y = torch.cat([_balanced_targets(c, k, x.dtype) for c, k in labelings], 1)
+    true_y = torch.cat([_balanced_onehot(c, k, dtype=x.dtype) for c, k in labelings], 1)
     # a permutation keeps the class sizes: its targets are the true targets' rows, shuffled
     null_y = true_y[permutations].transpose(0, 1)  # (m, R, ΣK)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
