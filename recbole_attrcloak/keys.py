@@ -199,6 +199,7 @@ KEYS: dict[str, Check] = {
     "au_critic_ridges": listof(real("(0, inf]")),
     "au_z_tol": real("(0, inf)"),
     "au_z_margin": real("[0, inf)"),
+    "au_check_slack": real("[0, inf]"),
     "au_relabel_step": real("(0, 1]"),
     "au_relabel_alpha_dd": real("(0, 1]"),
     "au_relabel_alpha_df": real("(0, 1]"),

@@ -77,3 +77,44 @@ def test_unlearning_with_crossfit_critics_undoes_an_over_correction():
     assert outcome.stop_reason == "target_reached"
     assert abs(_z(repaired.double(), y, 11)) < 2.5
     assert float((repaired - over).norm() / over.norm()) < 0.1
+
+
+def _refitted(x, y, k, folds, perm, ridge=1.0, temperature=0.25):
+    """Soft balanced accuracy of a ridge fitted on each fold's complement, by hand."""
+    from recbole_attrcloak.losses.attribute_labels import _balanced_onehot
+
+    codes = y[perm]
+    targets = _balanced_onehot(codes, k, dtype=x.dtype)
+    scores = torch.zeros(len(y), k, dtype=x.dtype)
+    for fold in folds:
+        train = torch.ones(len(y), dtype=torch.bool)
+        train[fold] = False
+        mean = x[train].mean(0)
+        xc, t = x[train] - mean, targets[train]
+        gram = xc.T @ xc
+        lam = ridge * gram.diagonal().mean()
+        w = torch.linalg.solve(
+            gram + lam * torch.eye(x.shape[1], dtype=x.dtype), xc.T @ (t - t.mean(0))
+        )
+        scores[fold] = (x[fold] - mean) @ w
+    return scores, codes
+
+
+def test_each_fold_is_a_ridge_refitted_on_the_other_users_for_every_permutation():
+    x, y = _noise_and_labels(n=150, d=5)
+    x[y == 2, 1] += 0.7
+    g = torch.Generator().manual_seed(1)
+    folds = random_folds(len(y), 5, g, "cpu")
+    perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(6)])
+    [(excess, spread)] = crossfit_statistics(x, [(y, 3)], folds, perms, 1.0, 0.25)
+    true_scores, _ = _refitted(x, y, 3, folds, torch.arange(len(y)))
+    scale = 0.25 * true_scores.std()
+
+    def soft(scores, codes):
+        prob = torch.softmax(scores / scale, -1)[torch.arange(len(codes)), codes]
+        return torch.stack([prob[codes == c].mean() for c in range(3)]).mean()
+
+    null = torch.stack([soft(*_refitted(x, y, 3, folds, p)) for p in perms])
+    expected = soft(true_scores, y)
+    torch.testing.assert_close(excess, expected - null.mean())
+    torch.testing.assert_close(spread, null.std())

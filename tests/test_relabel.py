@@ -84,6 +84,7 @@ def test_implements_the_objective_protocol_and_reports_every_statistic():
     assert objective.progress() == {
         "max_abs_z": pytest.approx(worst),
         "beyond_tolerance": pytest.approx(worst - 2.0),
+        "checked": 1.0,  # a call without gradient is always checked
     }
     assert objective.distance() == pytest.approx(worst - 2.0)
     assert [t.met for t in terms] == [abs(t.value) <= 2.0 for t in terms]
@@ -212,10 +213,11 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_label_weights": "class",
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,
+        "au_check_slack": 3.0,
         "au_min_class_size": 3,
     }
     objective = RelabelingNull.from_settings({"a": y}, settings, seed=4)
-    assert objective.seed == 4
+    assert (objective.seed, objective.check_slack) == (4, 3.0)
     rare = y.clone()
     rare[:2] = 2  # a class of two users: below au_min_class_size
     assert RelabelingNull.from_settings({"a": rare}, settings, 0).dropped_classes == {"a": (2,)}
@@ -360,3 +362,37 @@ def test_the_pair_sum_of_the_null_spread_by_hand():
         inner = f @ m @ f.T
         expected = float(inner.square().sum() - inner.diagonal().square().sum())
         assert float(_Metric(f, metric).whole[2]) == pytest.approx(expected)
+
+
+def test_a_step_far_from_the_target_skips_the_check_and_one_near_it_does_not():
+    x, y = _ring()
+    objective = RelabelingNull({"a": y}, tolerance=2.0, check_slack=2.0, seed=0)
+    far = x.clone().requires_grad_(True)
+    loss = objective(far)
+    assert objective.estimated and objective.progress()["checked"] == 0.0
+    # the step's own draw stands in, and puts the ring far beyond its tolerance
+    assert objective.distance() > 2.0
+    fresh = objective.checked
+    objective.check(x)
+    assert not objective.estimated and objective.checked != fresh
+    assert loss.requires_grad  # the loss is the step's draw either way
+    near = _noise(500, 12, seed=1).requires_grad_(True)
+    objective = RelabelingNull({"a": y}, tolerance=2.0, check_slack=2.0, seed=0)
+    objective(near)
+    assert not objective.estimated  # within the slack: the fixed draws decide
+    assert objective.distance() == 0.0
+    always = RelabelingNull({"a": y}, tolerance=2.0, check_slack=math.inf, seed=0)
+    always(x.clone().requires_grad_(True))
+    assert not always.estimated
+
+
+def test_skipping_far_checks_leaves_the_run_and_its_stop_unchanged():
+    x, y = _kurtosis_leak()
+    skipped, a = _unlearn(x, {"a": y}, au_max_steps=300, au_check_slack=2.0)
+    every, b = _unlearn(x, {"a": y}, au_max_steps=300, au_check_slack=math.inf)
+    assert a.stop_reason == b.stop_reason == "target_reached"
+    assert 0.0 in a.trace["checked"] and a.trace["checked"][-1] == 1.0
+    assert set(b.trace["checked"]) == {1.0}
+    # the checks use fixed draws, the steps the objective's generator: the same states
+    assert (a.kept_step, a.steps_run) == (b.kept_step, b.steps_run)
+    torch.testing.assert_close(skipped, every)

@@ -6,6 +6,7 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -95,34 +96,65 @@ def _labelled(name: str, users: Tensor, labels: Tensor, dropped: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class _OneVsRest:
-    """Every class of one attribute against the others: K two-class labelings side by side."""
+class LabelBlock:
+    """Labelings of the same users side by side, so that every critic scores all of them with
+    one product: labeling j owns the columns where ``segments`` is j."""
 
-    names: tuple[str, ...]  # ``name=k``, k: the class's position among the kept classes
+    names: tuple[str, ...]  # one per labeling: an attribute's name, or ``name=k`` for one class
     users: Tensor
-    labels: Tensor  # (m, 2K): labeling k in columns 2k and 2k + 1
-    label_sq: Tensor  # (K,) ‖Ỹ_k‖²_F
-    pair_sq: Tensor  # (K,) mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩² under labeling k
+    labels: Tensor  # (m, C): the labelings' balanced, centred one-hot columns
+    segments: Tensor  # (C, L): column c belongs to labeling j where it is 1
+    label_sq: Tensor  # (L,) ‖Ỹ_j‖²_F
+    pair_sq: Tensor  # (L,) mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩² under labeling j
 
 
-def one_vs_rest(attr: _Attribute) -> _OneVsRest | None:
-    """``attr``'s classes one at a time against the others (None for two classes), each a
-    balanced two-class labeling of the same users. A trace over K classes weighs each class mean
-    by the noise of all K, so one large class that stands apart hardly moves the K-class
-    statistic (ml-100k: the 18–24 age class and the students stood ten null standard
-    deviations apart on their own while the 7- and 21-class statistics met their tolerance)."""
-    n_classes = attr.labels.shape[1]
-    if n_classes <= 2:
-        return None
-    codes = attr.labels.argmax(1)
-    each = [
-        _labelled(f"{attr.name}={k}", attr.users, _balanced_onehot((codes == k).long(), 2), ())
-        for k in range(n_classes)
-    ]
-    return _OneVsRest(
-        tuple(a.name for a in each),
-        attr.users,
-        torch.cat([a.labels for a in each], 1),
+def label_block(names: Sequence[str], users: Tensor, labels: Sequence[Tensor]) -> LabelBlock:
+    """The block of the labelings ``labels`` (each (m, K_j), balanced and centred) of ``users``."""
+    each = [_labelled(n, users, y, ()) for n, y in zip(names, labels, strict=True)]
+    widths = torch.tensor([y.shape[1] for y in labels])
+    segments = torch.eye(len(labels), dtype=torch.float64).repeat_interleave(widths, 0)
+    return LabelBlock(
+        tuple(names),
+        users,
+        torch.cat(list(labels), 1),
+        segments,
         torch.tensor([a.label_sq for a in each], dtype=torch.float64),
         torch.tensor([a.pair_sq for a in each], dtype=torch.float64),
     )
+
+
+def one_vs_rest(attr: _Attribute) -> list[tuple[str, Tensor]]:
+    """``attr``'s classes one at a time against the others (none for two classes): (``name=k``,
+    balanced two-class labels of the same users) per class. A trace over K classes weighs each
+    class mean by the noise of all K, so one large class that stands apart hardly moves the
+    K-class statistic (ml-100k: the 18–24 age class and the students stood ten null standard
+    deviations apart on their own while the 7- and 21-class statistics met their tolerance)."""
+    n_classes = attr.labels.shape[1]
+    if n_classes <= 2:
+        return []
+    codes = attr.labels.argmax(1)
+    return [
+        (f"{attr.name}={k}", _balanced_onehot((codes == k).long(), 2, dtype=attr.labels.dtype))
+        for k in range(n_classes)
+    ]
+
+
+def label_blocks(
+    attributes: Sequence[_Attribute], class_critics: bool
+) -> tuple[list[LabelBlock], set[str]]:
+    """Every attribute's labeling (and, with ``class_critics``, each of its classes against the
+    rest) grouped into blocks of labelings of the same users; also the names of the one-vs-rest
+    labelings (their tolerance is calibrated to their number)."""
+    groups: dict[tuple[int, ...], list[tuple[str, Tensor, Tensor]]] = {}
+    classes: set[str] = set()
+    for attr in attributes:
+        rows = groups.setdefault(tuple(attr.users.tolist()), [])
+        rows.append((attr.name, attr.users, attr.labels))
+        for name, labels in one_vs_rest(attr) if class_critics else []:
+            rows.append((name, attr.users, labels))
+            classes.add(name)
+    blocks = [
+        label_block([r[0] for r in rows], rows[0][1], [r[2] for r in rows])
+        for rows in groups.values()
+    ]
+    return blocks, classes
