@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from recbole_attrcloak.losses import LeakageObjective, RelabelingNull, default_critics
-from recbole_attrcloak.losses.relabel import Critic, _Metric
+from recbole_attrcloak.losses.kernel_critics import Critic, CriticMetric, critic_features
 
 
 def _noise(n: int = 400, d: int = 12, seed: int = 0) -> torch.Tensor:
@@ -347,7 +347,7 @@ def test_random_features_approximate_the_gaussian_kernel(gamma):
     objective = RelabelingNull({"a": torch.tensor([0, 1] * 3)}, critics=critics, n_features=2000)
     objective.check(z)  # fixes the standardisation
     z_in = (z - objective.shift) / objective.scale  # what the features see
-    draws = [objective._features(z_in, gamma, objective._draw()) for _ in range(10)]
+    draws = [critic_features(z_in, gamma, objective._draw()) for _ in range(10)]
     approx = sum(phi @ phi.T for phi in draws) / len(draws)  # 20 000 features in all
     kernel = torch.exp(-gamma * torch.cdist(z_in, z_in).square() / 4)
     torch.testing.assert_close(approx, kernel, atol=0.03, rtol=0)
@@ -361,7 +361,7 @@ def test_the_pair_sum_of_the_null_spread_by_hand():
         m = torch.eye(3, dtype=torch.float64) if metric is None else metric
         inner = f @ m @ f.T
         expected = float(inner.square().sum() - inner.diagonal().square().sum())
-        assert float(_Metric(f, metric).whole[2]) == pytest.approx(expected)
+        assert float(CriticMetric(f, metric).whole[2]) == pytest.approx(expected)
 
 
 def test_a_step_far_from_the_target_skips_the_check_and_one_near_it_does_not():

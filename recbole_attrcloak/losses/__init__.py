@@ -13,6 +13,7 @@ from recbole_attrcloak.losses.distances import (
     random_fourier_features,
     u2u_loss,
 )
+from recbole_attrcloak.losses.kernel_critics import Critic, default_critics
 from recbole_attrcloak.losses.moo import FIXED_SOLVERS, LossWeights, Solver, flat_grad, solve_alpha
 from recbole_attrcloak.losses.mutual_info import (
     Covariance,
@@ -22,7 +23,7 @@ from recbole_attrcloak.losses.mutual_info import (
     gaussian_kl_terms,
 )
 from recbole_attrcloak.losses.objective import LeakageObjective, TermReport
-from recbole_attrcloak.losses.relabel import Critic, RelabelingNull, default_critics
+from recbole_attrcloak.losses.relabel import RelabelingNull
 
 __all__ = [
     "AdversaryGame",

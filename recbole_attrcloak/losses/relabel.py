@@ -42,21 +42,17 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from recbole_attrcloak.losses.attribute_labels import (
-    LabelBlock,
     _Attribute,
     _attribute,
     _rest,
     label_blocks,
-    null_moments,
 )
 from recbole_attrcloak.losses.crossfit import CrossFitCritics
 from recbole_attrcloak.losses.directions import (
@@ -67,85 +63,18 @@ from recbole_attrcloak.losses.directions import (
     spectral_null,
     top_eigenvalues,
 )
+from recbole_attrcloak.losses.kernel_critics import (
+    INF,
+    Critic,
+    CriticMetric,
+    critic_features,
+    default_critics,
+    fourier_draw,
+)
 from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic, knn_graph
 from recbole_attrcloak.losses.objective import TermReport
 
-INF = math.inf
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
-
-
-@dataclass(frozen=True)
-class Critic:
-    """One feature map: ``gamma`` None for the linear kernel, else the Gaussian kernel
-    exp(−gamma·‖z − z'‖²/d) on standardised coordinates; ``ridge`` (relative to the mean feature
-    variance) whitens the features first, ``inf`` leaves them as they are."""
-
-    gamma: float | None
-    ridge: float
-
-    @property
-    def name(self) -> str:
-        kernel = "linear" if self.gamma is None else f"rbf{self.gamma:g}"
-        return f"{kernel}/ridge={self.ridge:g}"
-
-
-def default_critics(
-    gammas: Sequence[float] = (1.0, 4.0), ridges: Sequence[float] = (INF, 1.0, 0.1)
-) -> tuple[Critic, ...]:
-    """The linear kernel and each Gaussian bandwidth, each with every ridge."""
-    kernels: list[float | None] = [None, *gammas]
-    return tuple(Critic(g, r) for g in kernels for r in ridges)
-
-
-class _Metric:
-    """One critic's inner product ⟨f_u, f_v⟩_M = f_uᵀMf_v on the centred features (M = I, or
-    (G + λ)⁻¹/n for a ridge), and the U-statistic of an attribute under it.
-
-    U = Σ_{u≠v} ⟨f_u, f_v⟩_M ⟨y_u, y_v⟩ = tr(SᵀMS) − Σ_u ‖f_u‖²_M ‖y_u‖² with S = FᵀY. Under a
-    uniform permutation of the rows of the centred Y its mean is
-    −(Σ_{u≠v} ⟨f_u, f_v⟩_M)/(m(m−1))·‖Y‖² exactly, and its spread is close to
-    √(2·Σ_{u≠v} ⟨f_u, f_v⟩²_M·E⟨y_u, y_v⟩²) (pairs taken as independent; checked against
-    permutations in tests/test_relabel.py). The row pass (FM, ‖f_u‖²_M, FᵀFM) is shared by every
-    attribute that covers all rows; the rest are (D, D) and (D, K) products."""
-
-    def __init__(self, feats: Tensor, metric: Tensor | None, gram: Tensor | None = None) -> None:
-        self.feats, self.metric = feats, metric
-        self.whole = self._rows(feats, gram)
-
-    def _rows(self, f: Tensor, gram: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``gram``: FᵀF of ``f`` when the caller has it (saves an (n, D, D) product)."""
-        fm = f if self.metric is None else f @ self.metric
-        sq_norms = (fm * f).sum(1)  # ‖f_u‖²_M
-        with torch.no_grad():
-            gram = f.T @ f if gram is None else gram.detach()
-            if self.metric is not None:
-                gram = gram @ self.metric.detach()
-            # Σ_uv ⟨f_u, f_v⟩²_M = tr((FᵀFM)²) for a symmetric M
-            pair_sq = (gram * gram.T).sum() - sq_norms.detach().square().sum()
-        return fm, sq_norms, pair_sq
-
-    def rows(self, attr: _Attribute | LabelBlock) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """F, FM, ‖f_u‖²_M and Σ_{u≠v} ⟨f_u, f_v⟩²_M over ``attr``'s users."""
-        if len(attr.users) == len(self.feats):
-            return (self.feats, *self.whole)
-        f = self.feats[attr.users]
-        return (f, *self._rows(f))
-
-    def statistic(self, block: LabelBlock) -> tuple[Tensor, Tensor]:
-        """(U − E_π U, sd_π U) of every labeling of ``block``, one entry per labeling; the first
-        is differentiable. One (D, C) product serves all of them."""
-        f, fm, sq_norms, off_sq = self.rows(block)
-        y = block.labels
-        m = len(f)
-        s = f.T @ y
-        ms = s if self.metric is None else self.metric @ s
-        per_column = (s * ms).sum(0) - sq_norms @ y.square()
-        u_stat = per_column @ block.segments
-        total = f.sum(0)
-        mt = total if self.metric is None else self.metric @ total
-        off_diagonal = total @ mt - sq_norms.sum()
-        null_mean, null_sd = null_moments(m, off_diagonal, off_sq, block.label_sq, block.pair_sq)
-        return u_stat - null_mean, null_sd
 
 
 class RelabelingNull:
@@ -310,24 +239,8 @@ class RelabelingNull:
 
     def _draw(self) -> dict[float, tuple[Tensor, Tensor]]:
         """Fresh random Fourier features for every Gaussian bandwidth."""
-        draws = {}
-        device = self.shift.device
-        for gamma in sorted({c.gamma for c in self.critics if c.gamma is not None}):
-            std = math.sqrt(2.0 * gamma / self.dim)
-            weights = torch.randn(
-                self.dim, self.n_features, generator=self.generator, device=device, dtype=self.dtype
-            )
-            phases = torch.rand(
-                self.n_features, generator=self.generator, device=device, dtype=self.dtype
-            )
-            draws[gamma] = (weights.mul_(std), phases.mul_(2.0 * math.pi))
-        return draws
-
-    def _features(self, z: Tensor, gamma: float | None, draw: dict) -> Tensor:
-        if gamma is None:
-            return z / math.sqrt(self.dim)
-        weights, phases = draw[gamma]
-        return torch.cos(torch.addmm(phases, z, weights)) * math.sqrt(2.0 / self.n_features)
+        gammas = sorted({c.gamma for c in self.critics if c.gamma is not None})
+        return fourier_draw(gammas, self.dim, self.n_features, self.generator, self.dtype)
 
     def zscores(self, reps: Tensor, draw: dict | None = None) -> dict[tuple[str, str], Tensor]:
         """z-score of every (attribute, critic) statistic; differentiable in ``reps`` (the null's
@@ -350,7 +263,7 @@ class RelabelingNull:
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma in {c.gamma for c in self.critics}:
-            feats = self._features(z_in, gamma, draw)
+            feats = critic_features(z_in, gamma, draw)
             feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
             n = len(feats)
             gram = feats.T @ feats / n
@@ -360,7 +273,7 @@ class RelabelingNull:
                     eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
                     chol = torch.linalg.cholesky(gram + critic.ridge * gram.diagonal().mean() * eye)
                     metric = torch.cholesky_inverse(chol) / n
-                shared = _Metric(feats, metric, gram * n)
+                shared = CriticMetric(feats, metric, gram * n)
                 for block in self.blocks:
                     excess, spread = shared.statistic(block)
                     for j, name in enumerate(block.names):
@@ -405,7 +318,7 @@ class RelabelingNull:
         return out
 
     def _spectral(
-        self, shared: _Metric, attr: _Attribute, critic: Critic, refresh: bool
+        self, shared: CriticMetric, attr: _Attribute, critic: Critic, refresh: bool
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """The spectral critics of a linear critic: its top eigenvalues against their null
         under fixed label permutations (refreshed every ``refresh`` checks)."""
