@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
-from recbole_attrcloak.losses.crossfit import crossfit_statistics, random_folds
+from recbole_attrcloak.losses.crossfit import crossfit_statistics, diagonal_statistics, random_folds
 from tests.test_relabel import _unlearn
 
 
@@ -118,3 +118,63 @@ def test_each_fold_is_a_ridge_refitted_on_the_other_users_for_every_permutation(
     expected = soft(true_scores, y)
     torch.testing.assert_close(excess, expected - null.mean())
     torch.testing.assert_close(spread, null.std())
+
+
+def _diagonal_z(x: torch.Tensor, y: torch.Tensor, seed: int, threshold: float = 2.0) -> float:
+    g = torch.Generator().manual_seed(seed)
+    folds = random_folds(len(y), 5, g, "cpu")
+    perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(48)])
+    k = int(y.max()) + 1
+    [(excess, spread)] = diagonal_statistics(x, [(y, k)], folds, perms, threshold, 0.25)
+    return float(excess / spread)
+
+
+def test_the_diagonal_critic_follows_the_null_on_noise_and_reads_a_few_shifted_coordinates():
+    zs = torch.tensor([_diagonal_z(*_noise_and_labels(seed=s), seed=s) for s in range(8)])
+    assert abs(float(zs.mean())) < 0.8 and float(zs.abs().max()) < 3
+    x, y = _noise_and_labels(n=900, d=64)
+    sparse = x.clone()
+    sparse[:, :3] += 0.45 * (y == 1)[:, None]  # one class apart on three raw coordinates
+    assert min(_diagonal_z(sparse, y, s) for s in range(3)) > 4
+    # spread over every coordinate instead (the same total shift), no coordinate stands out
+    dense = x.clone()
+    dense += 0.45 * (3 / 64) ** 0.5 * (y == 1)[:, None]
+    assert max(_diagonal_z(dense, y, s) for s in range(3)) < _diagonal_z(sparse, y, 0) / 2
+
+
+def test_the_diagonal_critic_is_per_coordinate_class_means_refitted_on_the_other_users():
+    from recbole_attrcloak.losses.crossfit import _diagonal_scores
+
+    x, y = _noise_and_labels(n=120, d=4)
+    x[y == 2, 1] += 0.8
+    onehot = torch.nn.functional.one_hot(y, 3).to(x.dtype)
+    for fold in random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu"):
+        train = torch.ones(len(y), dtype=torch.bool)
+        train[fold] = False
+        xt, yt = x[train], y[train]
+        mean, var = xt.mean(0), xt.var(0)
+        expected = torch.zeros(len(fold), 3, dtype=x.dtype)
+        for k in range(3):  # by hand: class k's shift over the variance, kept where |z| > 2
+            n = (yt == k).sum()
+            shift = xt[yt == k].mean(0) - mean
+            keep = torch.sigmoid(2.0 * ((shift / (var / n).sqrt()).abs() - 2.0))
+            expected[:, k] = (x[fold] - mean) @ (shift / var * keep)
+        got = _diagonal_scores(xt - mean, var, onehot[train][None], x[fold] - mean, 2.0)
+        torch.testing.assert_close(got[0], expected)
+    # the identity as the only "permutation": the true labeling is its own null
+    folds = random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu")
+    identity = torch.arange(len(y))[None]
+    [(excess, _)] = diagonal_statistics(x, [(y, 3)], folds, identity, 2.0, 0.25)
+    assert float(excess) == 0.0
+
+
+def test_the_objective_reports_a_diagonal_critic_per_threshold():
+    x, y = _noise_and_labels(n=300, d=8)
+    objective = RelabelingNull({"a": y}, crossfit=[1.0], crossfit_diagonal=[2.0, 3.0], seed=0)
+    objective(x)
+    names = {t.name for t in objective.terms() if "crossfit" in t.name}
+    assert names == {
+        "a/crossfit/ridge=1/z",
+        "a/crossfit/diagonal=2/z",
+        "a/crossfit/diagonal=3/z",
+    }

@@ -210,6 +210,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_neighbours": [],
         "au_class_critics": False,
         "au_crossfit": [],
+        "au_crossfit_diagonal": [],
         "au_label_weights": "class",
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,

@@ -96,24 +96,93 @@ def crossfit_statistics(
     scores = torch.cat(parts)[order].split(widths, 1)  # rows back in their places
     with torch.no_grad():
         null_scores = torch.cat(null_parts)[order].transpose(0, 1).split(widths, 2)
+    return [
+        _excess(codes, k, score, null_score, permutations, temperature)
+        for (codes, k), score, null_score in zip(labelings, scores, null_scores, strict=True)
+    ]
+
+
+def _excess(
+    codes: Tensor, k: int, score: Tensor, null_score: Tensor, permutations: Tensor, temperature
+) -> tuple[Tensor, Tensor]:
+    """(s − mean of the null, sd of the null) of the soft balanced accuracy of the held-out
+    ``score`` (m, K) against ``null_score`` (R, m, K) of the permuted labels."""
+    counts = torch.bincount(codes, minlength=k).to(score.dtype).clamp_min(1.0)
+    scale = temperature * score.detach().std().clamp_min(1e-12)
+    soft = _soft_balanced(score[None], codes[None], counts, scale)[0]
+    with torch.no_grad():
+        null = _soft_balanced(null_score, codes[permutations], counts, scale)
+    return soft - null.mean(), null.std().clamp_min(1e-12)
+
+
+def diagonal_statistics(
+    x: Tensor,
+    labelings: Sequence[tuple[Tensor, int]],
+    folds: list[Tensor],
+    permutations: Tensor,
+    threshold: float,
+    temperature: float,
+) -> list[tuple[Tensor, Tensor]]:
+    """As ``crossfit_statistics``, with a *diagonal* classifier in place of the ridge: per
+    coordinate, each class's mean shift on the training rows over the coordinate's variance,
+    kept softly where that shift's |z| (against the class's standard error) exceeds
+    ``threshold`` (a sigmoid of width ½). What an attacker that picks coordinates one at a time
+    reads (forests and boosted trees split on raw coordinates): a shift on a few coordinates
+    that a ridge fitted on all of them, among shared factors, dilutes. Cost O(R·m·K·d) per
+    fold."""
+    m, d = x.shape
     out = []
-    for (codes, k), score, null_score in zip(labelings, scores, null_scores, strict=True):
-        counts = torch.bincount(codes, minlength=k).to(x.dtype).clamp_min(1.0)
-        scale = temperature * score.detach().std().clamp_min(1e-12)
-        soft = _soft_balanced(score[None], codes[None], counts, scale)[0]
+    for codes, k in labelings:
+        onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
         with torch.no_grad():
-            null = _soft_balanced(null_score, codes[permutations], counts, scale)
-        out.append((soft - null.mean(), null.std().clamp_min(1e-12)))
+            null_onehot = onehot[permutations]  # (R, m, K)
+        parts, null_parts = [], []
+        for fold in folds:
+            train = torch.ones(m, dtype=torch.bool, device=x.device)
+            train[fold] = False
+            xt = x[train]
+            mean, var = xt.mean(0), xt.var(0).clamp_min(1e-12)
+            test = x[fold] - mean
+            parts.append(_diagonal_scores(xt - mean, var, onehot[train][None], test, threshold)[0])
+            with torch.no_grad():
+                null_parts.append(
+                    _diagonal_scores(
+                        (xt - mean).detach(),
+                        var.detach(),
+                        null_onehot[:, train],
+                        test.detach(),
+                        threshold,
+                    )
+                )
+        order = torch.cat(folds).argsort()
+        score = torch.cat(parts)[order]
+        with torch.no_grad():
+            null_score = torch.cat(null_parts, 1)[:, order]
+        out.append(_excess(codes, k, score, null_score, permutations, temperature))
     return out
 
 
-class CrossFitCritics:
-    """The cross-fitted critics of ``losses.relabel.RelabelingNull``, one per ridge: fresh folds
-    and permutations at every call (from the objective's generator), fixed ones, seeded, for
-    each check draw; the attributes of every user share them (and each fold's fit)."""
+def _diagonal_scores(
+    centred: Tensor, var: Tensor, onehot: Tensor, test: Tensor, threshold: float
+) -> Tensor:
+    """(R, f, K) held-out scores of the diagonal classifiers fitted on the centred training
+    rows ``centred`` (n, d) with the labelings ``onehot`` (R, n, K)."""
+    counts = onehot.sum(1).clamp_min(1.0)  # (R, K)
+    shift = torch.einsum("rnk,nd->rkd", onehot, centred) / counts[..., None]  # class mean − mean
+    z = shift / (var / counts[..., None]).sqrt()
+    weights = shift / var * torch.sigmoid(2.0 * (z.abs() - threshold))
+    return torch.einsum("fd,rkd->rfk", test, weights)
 
-    def __init__(self, ridges: Sequence[float], seed: int) -> None:
+
+class CrossFitCritics:
+    """The cross-fitted critics of ``losses.relabel.RelabelingNull``, one per ridge and one per
+    diagonal classifier's threshold: fresh folds and permutations at every call (from the
+    objective's generator), fixed ones, seeded, for each check draw; the attributes of every
+    user share them (and each fold's fit)."""
+
+    def __init__(self, ridges: Sequence[float], seed: int, diagonal: Sequence[float] = ()) -> None:
         self.ridges = tuple(float(r) for r in ridges)
+        self.diagonal = tuple(float(t) for t in diagonal)
         self.seed = int(seed)
         self._fixed: dict[tuple[str, int], tuple[list[Tensor], Tensor]] = {}
 
@@ -132,8 +201,9 @@ class CrossFitCritics:
         generator: torch.Generator,
         check: int | None,
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """(attribute, ``crossfit/ridge=r``) → (excess, spread) on the standardised
-        representations ``z``; ``check``: the index of the check draw, None for a fresh one."""
+        """(attribute, ``crossfit/ridge=r`` or ``crossfit/diagonal=t``) → (excess, spread) on
+        the standardised representations ``z``; ``check``: the index of the check draw, None
+        for a fresh one."""
         groups: dict[str, list[_Attribute]] = {}
         for attr in attributes:
             groups.setdefault("" if len(attr.users) == len(z) else attr.name, []).append(attr)
@@ -153,4 +223,8 @@ class CrossFitCritics:
                 scored = crossfit_statistics(rows, labelings, folds, perms, ridge, TEMPERATURE)
                 for attr, stat in zip(attrs, scored, strict=True):
                     out[attr.name, f"crossfit/ridge={ridge:g}"] = stat
+            for threshold in self.diagonal:
+                scored = diagonal_statistics(rows, labelings, folds, perms, threshold, TEMPERATURE)
+                for attr, stat in zip(attrs, scored, strict=True):
+                    out[attr.name, f"crossfit/diagonal={threshold:g}"] = stat
         return out

@@ -32,9 +32,9 @@ per-direction critics (``directions`` > 0) the class means along each top princi
 
 One-vs-rest critics (``class_critics``) score every class of a multi-class attribute against
 the others with every critic (``attribute_labels.one_vs_rest``); cross-fitted critics
-(``crossfit``) score what a ridge classifier fitted on some users decides for the others
-(``losses.crossfit``). The stop reads each statistic's z averaged over ``CHECK_DRAWS`` fixed
-draws.
+(``crossfit``) score what a ridge classifier fitted on some users decides for the others,
+optionally also a per-coordinate diagonal one (``crossfit_diagonal``; ``losses.crossfit``).
+The stop reads each statistic's z averaged over ``CHECK_DRAWS`` fixed draws.
 
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
@@ -104,6 +104,7 @@ class RelabelingNull:
         neighbours: Sequence[int] = (),
         class_critics: bool = False,
         crossfit: Sequence[float] = (),
+        crossfit_diagonal: Sequence[float] = (),
         label_weights: str = "class",
         permutations: int = 32,
         refresh: int = 10,
@@ -120,7 +121,9 @@ class RelabelingNull:
         self.direction_basis = str(direction_basis)
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
-        self.crossfit = CrossFitCritics(crossfit, seed) if crossfit else None
+        self.crossfit = None
+        if crossfit or crossfit_diagonal:
+            self.crossfit = CrossFitCritics(crossfit, seed, crossfit_diagonal)
         self._graph: tuple[Tensor, Tensor] | None = None
         self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
         self._checks = 0
@@ -158,7 +161,8 @@ class RelabelingNull:
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
-        ``au_spectral``, ``au_neighbours``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
+        ``au_spectral``, ``au_neighbours``, ``au_class_critics``, ``au_crossfit``,
+        ``au_crossfit_diagonal``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
         ``au_check_slack``, ``au_min_class_size``."""
         return cls(
             labels,
@@ -174,6 +178,7 @@ class RelabelingNull:
             neighbours=[int(k) for k in settings["au_neighbours"]],
             class_critics=bool(settings["au_class_critics"]),
             crossfit=[float(r) for r in settings["au_crossfit"]],
+            crossfit_diagonal=[float(t) for t in settings["au_crossfit_diagonal"]],
             label_weights=str(settings["au_label_weights"]),
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
