@@ -79,6 +79,19 @@ class UserSide:
             )
         return chosen
 
+    def blocks(self, model: nn.Module) -> list[int]:
+        """The widths of the embedding tables whose concatenation is the representation (NeuMF:
+        its MF and MLP tables), empty when a function computes it or there is one table."""
+        if self.representation is not None:
+            return []
+        widths = [
+            module.embedding_dim
+            for name, module in model.named_modules()
+            if isinstance(module, nn.Embedding)
+            and any(f"{name}.weight".startswith(prefix) for prefix in self.params)
+        ]
+        return widths if len(widths) > 1 else []
+
     def compute(self, model: nn.Module) -> torch.Tensor:
         """All users' representations, shape (n_users, d), row 0 being RecBole's padding user.
 

@@ -60,6 +60,15 @@ def test_neumf_representation_concatenates_both_user_tables(toy_root):
     assert torch.equal(reps, expected)
 
 
+def test_the_blocks_of_a_representation_are_its_tables_widths(toy_root):
+    neumf, _ = _build("NeuMF", toy_root)
+    widths = [neumf.user_mf_embedding.embedding_dim, neumf.user_mlp_embedding.embedding_dim]
+    assert user_side(neumf).blocks(neumf) == widths
+    for name in ("BPR", "LightGCN", "DMF"):  # one table, or a function computes it
+        model, _ = _build(name, toy_root)
+        assert user_side(model).blocks(model) == []
+
+
 def test_unknown_model_names_the_fix(toy_root):
     with pytest.raises(ValueError, match="unknown model 'NoSuchModel'"):
         get_model("NoSuchModel")

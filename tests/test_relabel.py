@@ -211,6 +211,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_class_critics": False,
         "au_crossfit": [],
         "au_crossfit_diagonal": [],
+        "au_block_critics": True,
         "au_label_weights": "class",
         "au_z_tol": 1.5,
         "au_z_margin": 0.25,
@@ -397,3 +398,39 @@ def test_skipping_far_checks_leaves_the_run_and_its_stop_unchanged():
     # the checks use fixed draws, the steps the objective's generator: the same states
     assert (a.kept_step, a.steps_run) == (b.kept_step, b.steps_run)
     torch.testing.assert_close(skipped, every)
+
+
+def test_block_critics_see_a_leak_that_an_over_correction_in_another_block_cancels():
+    # block 1: one class shifted on one coordinate (a leak); block 2: every class mean set to
+    # the overall mean (an over-correction). The concatenation's statistics, sums over the two,
+    # land within the tolerance; each block's own statistics do not.
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (800,), generator=g)
+    a = torch.randn(800, 32, generator=g, dtype=torch.float64)
+    b = torch.randn(800, 32, generator=g, dtype=torch.float64)
+    a[y == 1, 0] += 0.4
+    for k in (0, 1):
+        b[y == k] -= b[y == k].mean(0) - b.mean(0)
+    x = torch.cat([a, b], 1)
+    critics = default_critics((1.0,), (math.inf,))
+    plain = RelabelingNull({"a": y}, critics=critics, seed=0)
+    plain.check(x)
+    assert plain.distance() == 0.0  # the concatenation looks like a random relabeling
+    blocks = RelabelingNull({"a": y}, critics=critics, blocks=[32, 32], seed=0)
+    blocks.check(x)
+    z = blocks.checked
+    assert z["a", "linear/ridge=inf"] == pytest.approx(plain.checked["a", "linear/ridge=inf"])
+    assert z["a", "linear/ridge=inf@block1"] > 3.5  # the leak ...
+    assert z["a", "linear/ridge=inf@block2"] < -3  # ... and the over-correction
+    assert blocks.distance() > 1.0
+    # and unlearning with them brings each block to the target
+    from recbole_attrcloak.engine import AttrCloakSettings, table_unlearner
+
+    settings = _au_settings(au_mode="df", au_class_critics=False, au_crossfit=[])
+    table = x.clone().requires_grad_(True)
+    objective = RelabelingNull(
+        {"a": y}, critics=critics, blocks=[32, 32], margin=1.5, seed=0, check_slack=2.0
+    )
+    outcome = table_unlearner(table, objective, AttrCloakSettings.from_settings(settings)).run()
+    assert outcome.stop_reason == "target_reached"
+    assert all(abs(v) <= 2.0 for v in objective.checked.values())

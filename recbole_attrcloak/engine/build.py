@@ -4,7 +4,7 @@ plain user table."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -52,10 +52,18 @@ OBJECTIVES: dict[Objective, Callable[..., LeakageObjective]] = {
 
 
 def build_objective(
-    labels: Mapping[str, Tensor], settings: Mapping[str, Any], seed: int
+    labels: Mapping[str, Tensor],
+    settings: Mapping[str, Any],
+    seed: int,
+    blocks: Sequence[int] = (),
 ) -> LeakageObjective:
-    """The leakage objective that ``settings['au_objective']`` names."""
-    return OBJECTIVES[Objective(settings["au_objective"])](labels, settings, seed)
+    """The leakage objective that ``settings['au_objective']`` names; ``blocks``: the widths
+    of the representation's column blocks, which the relabel objective also scores one by one
+    under ``au_block_critics``."""
+    objective = Objective(settings["au_objective"])
+    if objective is Objective.RELABEL:
+        return RelabelingNull.from_settings(labels, settings, seed, blocks)
+    return OBJECTIVES[objective](labels, settings, seed)
 
 
 def table_unlearner(

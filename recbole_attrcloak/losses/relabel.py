@@ -88,7 +88,8 @@ class RelabelingNull:
 
     Implements ``losses.LeakageObjective``: a call also scores the state with the fixed check
     draws (no gradient; in a step only near the target, ``check_slack``), which ``distance()``
-    and ``terms()`` report.
+    and ``terms()`` report. ``blocks``: the widths of the representation's column blocks (more
+    than one: each is also scored on its own, its statistics named ``critic@blockN``).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class RelabelingNull:
         tolerance: float = 2.0,
         margin: float = 0.0,
         check_slack: float = INF,
+        blocks: Sequence[int] = (),
         seed: int = 0,
     ) -> None:
         if not labels:
@@ -154,16 +156,47 @@ class RelabelingNull:
         self.blocks, self.class_labelings = label_blocks(self.attributes, class_critics)
         self.checked: dict[tuple[str, str], float] = {}
         self._ready = False
+        # column blocks of the representation (e.g. NeuMF's MF and MLP embeddings), each also
+        # scored on its own: a leak in one block can cancel an over-correction in another
+        self.column_blocks: list[tuple[slice, RelabelingNull]] = []
+        if len(blocks) > 1:
+            options = dict(
+                critics=self.critics,
+                n_features=n_features,
+                min_class_size=min_class_size,
+                directions=directions,
+                direction_basis=direction_basis,
+                spectral=spectral,
+                neighbours=neighbours,
+                class_critics=class_critics,
+                crossfit=crossfit,
+                crossfit_diagonal=crossfit_diagonal,
+                label_weights=label_weights,
+                permutations=permutations,
+                refresh=refresh,
+                tolerance=tolerance,
+                margin=margin,
+            )
+            start = 0
+            for i, width in enumerate(blocks):
+                block = RelabelingNull(labels, **options, seed=seed + 101 * (i + 1))
+                self.column_blocks.append((slice(start, start + int(width)), block))
+                start += int(width)
 
     @classmethod
     def from_settings(
-        cls, labels: Mapping[str, Tensor], settings: Mapping[str, Any], seed: int
+        cls,
+        labels: Mapping[str, Tensor],
+        settings: Mapping[str, Any],
+        seed: int,
+        blocks: Sequence[int] = (),
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
         ``au_spectral``, ``au_neighbours``, ``au_class_critics``, ``au_crossfit``,
         ``au_crossfit_diagonal``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
-        ``au_check_slack``, ``au_min_class_size``."""
+        ``au_check_slack``, ``au_min_class_size``; ``blocks``: the widths of the
+        representation's column blocks when ``au_block_critics`` is on (``RelabelingNull``)."""
         return cls(
             labels,
             critics=default_critics(
@@ -183,6 +216,7 @@ class RelabelingNull:
             tolerance=float(settings["au_z_tol"]),
             margin=float(settings["au_z_margin"]),
             check_slack=float(settings["au_check_slack"]),
+            blocks=blocks if settings["au_block_critics"] else (),
             seed=seed,
         )
 
@@ -292,6 +326,13 @@ class RelabelingNull:
             out.update(self._neighbour_statistics(z_in, index == 0))
         if self.crossfit is not None:
             out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
+        for b, (columns, block) in enumerate(self.column_blocks, 1):
+            part = reps[:, columns]
+            if not block._ready:
+                block._setup(part)
+            own = None if index is None else block._check_draws[index]
+            for (name, critic), stat in block.statistics(part, own).items():
+                out[name, f"{critic}@block{b}"] = stat
         return out
 
     def _neighbour_statistics(

@@ -152,8 +152,8 @@ def run_attrcloak(ctx: RunContext) -> DefenceResult:
         name: torch.as_tensor(lab.codes, dtype=torch.long, device=config["device"])
         for name, lab in ctx.attributes.items()
     }
-    objective = build_objective(labels, config, int(config["seed"]))
     with only_user_side(model) as side:
+        objective = build_objective(labels, config, int(config["seed"]), side.blocks(model))
         unlearner = build_unlearner(config, settings, model, side, objective, ctx.train_data)
         outcome = unlearner.run(progress=bool(config["show_progress"]))
     info: dict[str, Any] = {
