@@ -130,34 +130,36 @@ def diagonal_statistics(
     reads (forests and boosted trees split on raw coordinates): a shift on a few coordinates
     that a ridge fitted on all of them, among shared factors, dilutes. Cost O(R·m·K·d) per
     fold."""
-    m, d = x.shape
-    out = []
-    for codes, k in labelings:
-        onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
-        with torch.no_grad():
-            null_onehot = onehot[permutations]  # (R, m, K)
-        parts, null_parts = [], []
-        for fold in folds:
-            train = torch.ones(m, dtype=torch.bool, device=x.device)
-            train[fold] = False
-            xt = x[train]
-            mean, var = xt.mean(0), xt.var(0).clamp_min(1e-12)
-            test = x[fold] - mean
-            parts.append(_diagonal_scores(xt - mean, var, onehot[train][None], test, threshold)[0])
+    m = len(x)
+    onehots = [torch.nn.functional.one_hot(c, k).to(x.dtype) for c, k in labelings]  # (m, K)
+    with torch.no_grad():
+        null_onehots = [onehot[permutations] for onehot in onehots]  # (R, m, K)
+    parts = [[] for _ in labelings]
+    null_parts = [[] for _ in labelings]
+    for fold in folds:  # the fold's training moments serve every labeling
+        train = torch.ones(m, dtype=torch.bool, device=x.device)
+        train[fold] = False
+        xt = x[train]
+        mean, var = xt.mean(0), xt.var(0).clamp_min(1e-12)
+        centred, test = xt - mean, x[fold] - mean
+        for j, (onehot, null_onehot) in enumerate(zip(onehots, null_onehots, strict=True)):
+            parts[j].append(_diagonal_scores(centred, var, onehot[train][None], test, threshold)[0])
             with torch.no_grad():
-                null_parts.append(
+                null_parts[j].append(
                     _diagonal_scores(
-                        (xt - mean).detach(),
+                        centred.detach(),
                         var.detach(),
                         null_onehot[:, train],
                         test.detach(),
                         threshold,
                     )
                 )
-        order = torch.cat(folds).argsort()
-        score = torch.cat(parts)[order]
+    order = torch.cat(folds).argsort()
+    out = []
+    for (codes, k), part, null_part in zip(labelings, parts, null_parts, strict=True):
+        score = torch.cat(part)[order]
         with torch.no_grad():
-            null_score = torch.cat(null_parts, 1)[:, order]
+            null_score = torch.cat(null_part, 1)[:, order]
         out.append(_excess(codes, k, score, null_score, permutations, temperature))
     return out
 

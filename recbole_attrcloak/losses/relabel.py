@@ -117,6 +117,8 @@ class RelabelingNull:
     ) -> None:
         if not labels:
             raise ValueError("RelabelingNull needs at least one attribute")
+        # every setting but the seed and the blocks, for the objectives of the column blocks
+        options = {k: v for k, v in locals().items() if k not in ("self", "labels", "blocks")}
         self.critics = tuple(critics or default_critics())
         self.n_features = int(n_features)
         self.directions = int(directions)
@@ -160,26 +162,9 @@ class RelabelingNull:
         # scored on its own: a leak in one block can cancel an over-correction in another
         self.column_blocks: list[tuple[slice, RelabelingNull]] = []
         if len(blocks) > 1:
-            options = dict(
-                critics=self.critics,
-                n_features=n_features,
-                min_class_size=min_class_size,
-                directions=directions,
-                direction_basis=direction_basis,
-                spectral=spectral,
-                neighbours=neighbours,
-                class_critics=class_critics,
-                crossfit=crossfit,
-                crossfit_diagonal=crossfit_diagonal,
-                label_weights=label_weights,
-                permutations=permutations,
-                refresh=refresh,
-                tolerance=tolerance,
-                margin=margin,
-            )
             start = 0
             for i, width in enumerate(blocks):
-                block = RelabelingNull(labels, **options, seed=seed + 101 * (i + 1))
+                block = RelabelingNull(labels, **(options | {"seed": seed + 101 * (i + 1)}))
                 self.column_blocks.append((slice(start, start + int(width)), block))
                 start += int(width)
 
@@ -327,13 +312,17 @@ class RelabelingNull:
         if self.crossfit is not None:
             out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
         for b, (columns, block) in enumerate(self.column_blocks, 1):
-            part = reps[:, columns]
-            if not block._ready:
-                block._setup(part)
-            own = None if index is None else block._check_draws[index]
-            for (name, critic), stat in block.statistics(part, own).items():
+            for (name, critic), stat in block.statistics_at(reps[:, columns], index).items():
                 out[name, f"{critic}@block{b}"] = stat
         return out
+
+    def statistics_at(
+        self, reps: Tensor, check: int | None
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """``statistics`` with the check draw of index ``check`` (None: a fresh draw)."""
+        if not self._ready:
+            self._setup(reps)
+        return self.statistics(reps, None if check is None else self._check_draws[check])
 
     def _neighbour_statistics(
         self, z_in: Tensor, rebuild: bool
