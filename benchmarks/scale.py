@@ -248,13 +248,20 @@ def peak_rss_gb() -> float:
 
 
 def worker(
-    n: int, d: int, device: str, seed: int, probe_users: int, cap: int = 0
+    n: int,
+    d: int,
+    device: str,
+    seed: int,
+    probe_users: int,
+    cap: int = 0,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One size, in its own process: generate, unlearn (timed, peak memory), probe attacks.
-    ``cap`` > 0 replaces ``au_max_steps`` (to time a few steps of a size too slow to finish)."""
+    ``cap`` > 0 replaces ``au_max_steps`` (to time a few steps of a size too slow to finish);
+    ``overrides`` replace product defaults (recorded with the row's settings)."""
     dev = torch.device(device)
-    provenance = {"product_code": product_fingerprint(), "settings": json.dumps(product_settings())}
-    s = product_settings()
+    s = {**product_settings(), **(overrides or {})}
+    provenance = {"product_code": product_fingerprint(), "settings": json.dumps(s)}
     if cap:
         s["au_max_steps"] = cap
     emb, labels = synthetic_users(n, d, seed)
@@ -276,6 +283,8 @@ def _run_size(n: int, d: int, cap: int, args: argparse.Namespace) -> dict[str, A
     command = [sys.executable, "-m", "benchmarks.scale", "worker", "--n", str(n), "--d", str(d)]
     command += ["--cap", str(cap), "--device", args.device, "--seed", str(args.seed)]
     command += ["--probe_users", str(args.probe_users)]
+    for item in args.set:
+        command += ["--set", item]
     print(f"|U| = {n}, d = {d} ...", file=sys.stderr, flush=True)
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     if done.returncode != 0:
@@ -353,7 +362,11 @@ def _settings_text(ok: Sequence[Mapping[str, Any]]) -> str:
     settings, code = recorded.pop()
     s = json.loads(settings)
     shown = ", ".join(f"`{k}: {s[k]}`" for k in sorted(s) if not k.startswith("au_dd"))
-    return f"Settings (the product's DF defaults, product code `{code}`): {shown}"
+    changed = {k: v for k, v in s.items() if product_settings().get(k) != v}
+    source = "the product's DF defaults"
+    if changed:
+        source += " except " + ", ".join(f"`{k}: {v}`" for k, v in sorted(changed.items()))
+    return f"Settings ({source}, product code `{code}`): {shown}"
 
 
 def df_markdown(rows: Sequence[Mapping[str, Any]], header: str) -> str:
@@ -455,6 +468,8 @@ def _write_df_report(rows: Sequence[Mapping[str, Any]], out: Path, header: str) 
 def run_df(args: argparse.Namespace, command: str) -> None:
     """The DF study: one subprocess per size, then CSV, Markdown and the log–log figure."""
     sizes = parse_sizes(args.sizes or (QUICK_SIZES if args.quick else FULL_SIZES))
+    for item in args.set:  # a bad --set fails here, not in every worker
+        _override(item)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -594,6 +609,14 @@ def run_dd(args: argparse.Namespace, command: str) -> None:
     print(text)
 
 
+def _override(item: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--set`` as (key, YAML-parsed value); an unknown key raises."""
+    key, sep, value = item.partition("=")
+    if not sep or key not in product_settings():
+        raise SystemExit(f"--set {item}: expected KEY=VALUE with an au_* key of overall.yaml")
+    return key, yaml.safe_load(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
     sub = parser.add_subparsers(dest="part", required=True)
@@ -617,6 +640,13 @@ def _parser() -> argparse.ArgumentParser:
     work.add_argument("--cap", type=int, default=0)
     for p in (df, work):
         p.add_argument("--seed", type=int, default=2020)
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="replace a product default (YAML value), e.g. au_relabel_adapt=false",
+        )
         p.add_argument("--probe_users", type=int, default=20_000, help="users for the attacks")
     return parser
 
@@ -628,7 +658,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         ["python", "-m", "benchmarks.scale", *(sys.argv[1:] if argv is None else argv)]
     )
     if args.part == "worker":
-        row = worker(args.n, args.d, args.device, args.seed, args.probe_users, args.cap)
+        overrides = dict(_override(item) for item in args.set)
+        row = worker(args.n, args.d, args.device, args.seed, args.probe_users, args.cap, overrides)
         print(json.dumps(row))
     elif args.part == "df":
         run_df(args, command)

@@ -148,12 +148,13 @@ def _first_coordinate_z(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_a_leak_in_one_coordinate_is_left_by_the_kernels_and_removed_by_coordinate_critics():
-    x, y = _one_coordinate(0.2)
-    assert _first_coordinate_z(x, y) > 6  # planted
-    settings = {"au_max_steps": 300, "au_relabel_adapt": True, "au_crossfit": []}
+    x, y = _one_coordinate(0.14)
+    assert _first_coordinate_z(x, y) > 5  # planted
+    settings = {"au_max_steps": 300, "au_crossfit": []}
     kernels, outcome = _unlearn(x, {"a": y}, **settings)  # the kernel critics alone
-    assert outcome.stop_reason == "target_reached"
-    assert _first_coordinate_z(kernels, y) > 5  # every kernel critic met, the coordinate leaks
+    # every kernel critic within its tolerance from the start: nothing moves, the coordinate leaks
+    assert outcome.stop_reason == "target_reached" and outcome.kept_step == 0
+    assert _first_coordinate_z(kernels, y) > 5
     coords, outcome = _unlearn(
         x, {"a": y}, au_directions=128, au_direction_basis="coordinates", **settings
     )

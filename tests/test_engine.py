@@ -453,3 +453,46 @@ def test_an_adapted_step_settles_where_a_fixed_normalised_step_jumps_over_the_ta
     else:
         assert outcome.stop_reason == StopReason.MAX_STEPS and lr == 0.3
         assert min(outcome.trace["l_au"]) > 1e-4  # circling the target at the step's distance
+
+
+class _Direction(_Shrink):
+    """L_AU whose gradient is the next of ``directions`` (a fixed sequence of unit vectors),
+    whatever the state: the step's direction is set, not found."""
+
+    def __init__(self, directions: list[torch.Tensor]) -> None:
+        super().__init__(target=-1.0)
+        self.directions = iter(directions)
+
+    def __call__(self, reps: torch.Tensor) -> torch.Tensor:
+        self.value = 1.0
+        if not reps.requires_grad:
+            return torch.tensor(1.0)
+        return (reps * next(self.directions)).sum()
+
+
+@pytest.mark.parametrize("turn", [True, False])
+def test_the_adapted_step_halves_on_a_turn_back_and_not_on_noise(turn):
+    table = _table(8, 2)
+    e1, e2 = torch.zeros_like(table), torch.zeros_like(table)
+    e1[:, 0], e2[:, 1] = 1.0, 1.0
+    # a turn back: e1, −e1, e1 ...; noise: successive directions orthogonal, e1, e2, e1 ...
+    second = -e1 if turn else e2
+    directions = [e1, second, e1, second, e1, second]
+    param = table.clone().requires_grad_(True)
+    optimizer = torch.optim.SGD([param], lr=0.2)
+    unlearner = Unlearner(
+        lambda: param,
+        [param],
+        _Direction(directions),
+        DistanceRetention(table),
+        optimizer,
+        StopRule(6, 6, 0.0, 1000, halve_lr=False),
+        solver="fixed",
+        fixed_alpha=1.0,
+        normalize_step=True,
+        adapt_step=True,
+    )
+    for _ in directions:
+        unlearner.step()
+    lr = optimizer.param_groups[0]["lr"]
+    assert lr == pytest.approx(0.2 * 0.5**5 if turn else 0.2)

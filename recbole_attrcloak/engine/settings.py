@@ -104,7 +104,7 @@ class AttrCloakSettings:
     relative_lr: bool
     normalize_step: bool
     stop: StopRule
-    adapt_step: bool = False  # relabel: shrink the step after a step that came no closer
+    adapt_step: bool = False  # relabel: halve the step after a step that turned back
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> AttrCloakSettings:

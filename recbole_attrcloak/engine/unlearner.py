@@ -32,6 +32,8 @@ from recbole_attrcloak.losses import LeakageObjective, Solver, TermReport, flat_
 
 logger = logging.getLogger(__name__)
 
+TURN = 0.5  # adapt_step: successive directions at a cosine below −TURN turned back
+
 
 class StopReason(StrEnum):
     """Which rule ended a run."""
@@ -88,7 +90,7 @@ class Unlearner:
         self.normalize_step = bool(normalize_step)
         self.adapt_step = bool(adapt_step)
         self._base_lrs = [group["lr"] for group in optimizer.param_groups]
-        self._last_distance = math.inf
+        self._last_direction: Tensor | None = None  # the previous step's (adapt_step)
         self.trace: dict[str, list[float]] = {}
         # The parameters of the state closest to the target so far (the first that met it,
         # once one has), its step and its distance (``objective.distance()``).
@@ -121,10 +123,10 @@ class Unlearner:
         )
         self._record(float(l_au.detach()), l_r, weights.alpha_u)
         self._keep_if_closer()
-        if self.adapt_step:
-            self._adapt()
         direction = g_au.mul_(weights.w_au).add_(g_r, alpha=weights.w_r)  # in place
         del g_r
+        if self.adapt_step:
+            self._adapt(direction)
         self._update(reps, direction)
 
     def _record(self, l_au: float, l_r: float, alpha_u: float) -> None:
@@ -148,18 +150,23 @@ class Unlearner:
             self.kept_step, self.kept_distance = self.steps - 1, distance
             self.reached = distance <= 0.0
 
-    def _adapt(self) -> None:
-        """Halve the learning rates after a step that brought the state no closer to the target
-        (``objective.distance()``, scored with the objective's fixed check), grow them back by
-        a quarter, up to their starting values, after one that did. A unit-length step along a
-        leak that sits in a few directions jumps over the target and back (the statistic's sign
-        flips every step); the check-scored distance sees it at once, while a halving per chunk
-        of noisy steps starves the run."""
-        distance = self.objective.distance()
-        factor = 0.5 if distance >= self._last_distance else 1.25
-        self._last_distance = distance
-        for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
-            group["lr"] = min(base, group["lr"] * factor)
+    def _adapt(self, direction: Tensor) -> None:
+        """Halve the learning rates after a step whose direction reverses the previous one's
+        (cosine below −``TURN``), else grow them back by a quarter, up to their starting
+        values. A unit-length step along a leak that sits in a few directions jumps over the
+        target and back (successive directions at a cosine near −1): a fixed step then circles
+        the target, and the circle's z grows with the number of users. Directions dominated by
+        the fresh draws' noise are near orthogonal: they restore the step."""
+        flat = direction.detach().reshape(-1)
+        previous = self._last_direction
+        if previous is not None:
+            cosine = float(flat @ previous) / max(float(flat.norm() * previous.norm()), 1e-30)
+            factor = 0.5 if cosine < -TURN else 1.25
+            for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+                group["lr"] = min(base, group["lr"] * factor)
+            previous.copy_(flat)
+        else:
+            self._last_direction = flat.clone()
 
     def _update(self, reps: Tensor, direction: Tensor) -> None:
         """Set the parameters' gradients to ``direction`` (pulled back through ``reps`` in

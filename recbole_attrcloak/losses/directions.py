@@ -25,12 +25,13 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from statistics import NormalDist
 
 import torch
 from torch import Tensor
 
-from recbole_attrcloak.losses.attribute_labels import null_moments
+from recbole_attrcloak.losses.attribute_labels import _Attribute, null_moments
 
 
 def family_tolerance(tolerance: float, n_reference: int, n: int) -> float:
@@ -114,3 +115,42 @@ def spectral_null(
         [top_eigenvalues(spectral_matrix(f, fm, sq_norms, labels[p]), r) for p in perms]
     )
     return draws.mean(0), draws.std(0).clamp_min(1e-30)
+
+
+def axis_statistics(
+    z_in: Tensor, axes: Tensor, attributes: Sequence[_Attribute]
+) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+    """The per-direction critics: (U − E_π U, sd_π U) of the 1-D linear statistic on every
+    axis (column of ``axes``) for every attribute, keyed (attribute, ``axisJ``)."""
+    proj = z_in @ axes
+    proj = proj - proj.mean(0)
+    out = {}
+    for attr in attributes:
+        rows = proj if len(attr.users) == len(proj) else proj[attr.users]
+        excess, spread = direction_statistics(rows, attr.labels, attr.label_sq, attr.pair_sq)
+        for j in range(len(excess)):
+            out[attr.name, f"axis{j + 1}"] = (excess[j], spread[j])
+    return out
+
+
+def spectral_statistics(
+    rows: tuple[Tensor, Tensor, Tensor, Tensor],
+    attr: _Attribute,
+    critic: str,
+    r: int,
+    null: tuple[Tensor, Tensor] | None,
+    perms: Tensor,
+) -> tuple[dict[tuple[str, str], tuple[Tensor, Tensor]], tuple[Tensor, Tensor]]:
+    """The spectral critics of one linear critic on ``attr``: its top ``r`` eigenvalues against
+    their null under the fixed label permutations ``perms`` (``null``: the one computed earlier,
+    None to compute it now, which is returned as the second item). ``rows``:
+    ``CriticMetric.rows(attr)``."""
+    f, fm, sq_norms, _ = rows
+    y = attr.labels.to(f.dtype)
+    r = min(r, y.shape[1] - 1)
+    top = top_eigenvalues(spectral_matrix(f, fm, sq_norms, y), r)
+    if null is None:
+        null = spectral_null(f.detach(), fm.detach(), sq_norms.detach(), y, perms, r)
+    mean, spread = null
+    stats = {(attr.name, f"{critic}/top{j + 1}"): (top[j] - mean[j], spread[j]) for j in range(r)}
+    return stats, null

@@ -21,10 +21,12 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
-from recbole_attrcloak.losses.attribute_labels import null_moments
+from recbole_attrcloak.losses.attribute_labels import _Attribute, null_moments
 
 
 @torch.no_grad()
@@ -79,3 +81,28 @@ def graph_statistic(
         sym_sq = 2.0 * s_sq.sum() - s_sq[mutual].sum()  # a mutual pair has two directed edges
     null_mean, null_sd = null_moments(m, weights.sum(), sym_sq, label_sq, pair_sq)
     return u_stat - null_mean, null_sd
+
+
+def neighbour_statistics(
+    z_in: Tensor, graph: tuple[Tensor, Tensor], attributes: Sequence[_Attribute], ks: Sequence[int]
+) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+    """(U − E_π U, sd_π U) of the neighbourhood critic of every attribute and every k in ``ks``
+    over ``graph`` (``knn_graph`` of ``z_in``, at least max(ks) neighbours), keyed
+    (attribute, ``knnK``). Edges to rows outside an attribute are dropped."""
+    idx, dist_sq = graph
+    out = {}
+    for attr in attributes:
+        if len(attr.users) == len(z_in):
+            z, edges_of, dists = z_in, idx, dist_sq
+        else:
+            pos = torch.full((len(z_in),), -1, dtype=torch.long, device=z_in.device)
+            pos[attr.users] = torch.arange(len(attr.users), device=z_in.device)
+            z, edges_of, dists = z_in[attr.users], pos[idx[attr.users]], dist_sq[attr.users]
+        edges = edge_distances(z, edges_of)  # one gather for every k: nearest first
+        for k in ks:
+            scale = dists[:, :k].mean(1).clamp_min(1e-12)
+            excess, spread = graph_statistic(
+                edges[:, :k], edges_of[:, :k], scale, attr.labels, attr.label_sq, attr.pair_sq
+            )
+            out[attr.name, f"knn{k}"] = excess.to(z.dtype), spread.to(z.dtype)
+    return out

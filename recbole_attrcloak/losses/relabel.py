@@ -56,12 +56,10 @@ from recbole_attrcloak.losses.attribute_labels import (
 )
 from recbole_attrcloak.losses.crossfit import CrossFitCritics
 from recbole_attrcloak.losses.directions import (
+    axis_statistics,
     direction_basis,
-    direction_statistics,
     family_tolerance,
-    spectral_matrix,
-    spectral_null,
-    top_eigenvalues,
+    spectral_statistics,
 )
 from recbole_attrcloak.losses.kernel_critics import (
     INF,
@@ -71,7 +69,7 @@ from recbole_attrcloak.losses.kernel_critics import (
     default_critics,
     fourier_draw,
 )
-from recbole_attrcloak.losses.neighbours import edge_distances, graph_statistic, knn_graph
+from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
 from recbole_attrcloak.losses.objective import TermReport
 
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
@@ -306,7 +304,7 @@ class RelabelingNull:
                     for attr in self.attributes:
                         out.update(self._spectral(shared, attr, critic, refresh))
         if self.axes is not None:
-            out.update(self._direction_statistics(z_in))
+            out.update(axis_statistics(z_in, self.axes, self.attributes))
         if self.neighbours:
             out.update(self._neighbour_statistics(z_in, index == 0))
         if self.crossfit is not None:
@@ -334,54 +332,19 @@ class RelabelingNull:
             # in float64: a float32 rounding must not flip two near-tied neighbours
             idx, dist_sq = knn_graph(z_in.detach().double(), max(self.neighbours))
             self._graph = idx, dist_sq.to(z_in.dtype)
-        idx, dist_sq = self._graph
-        out = {}
-        for attr in self.attributes:
-            if len(attr.users) == len(z_in):
-                z, graph, dists = z_in, idx, dist_sq
-            else:  # edges to rows outside the attribute are dropped
-                pos = torch.full((len(z_in),), -1, dtype=torch.long, device=z_in.device)
-                pos[attr.users] = torch.arange(len(attr.users), device=z_in.device)
-                z, graph, dists = z_in[attr.users], pos[idx[attr.users]], dist_sq[attr.users]
-            edges = edge_distances(z, graph)  # one gather for every k: nearest first
-            for k in self.neighbours:
-                scale = dists[:, :k].mean(1).clamp_min(1e-12)
-                excess, spread = graph_statistic(
-                    edges[:, :k], graph[:, :k], scale, attr.labels, attr.label_sq, attr.pair_sq
-                )
-                out[attr.name, f"knn{k}"] = excess.to(z.dtype), spread.to(z.dtype)
-        return out
+        return neighbour_statistics(z_in, self._graph, self.attributes, self.neighbours)
 
     def _spectral(
         self, shared: CriticMetric, attr: _Attribute, critic: Critic, refresh: bool
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """The spectral critics of a linear critic: its top eigenvalues against their null
         under fixed label permutations (refreshed every ``refresh`` checks)."""
-        f, fm, sq_norms, _ = shared.rows(attr)
-        y = attr.labels.to(f.dtype)
-        r = min(self.spectral, y.shape[1] - 1)
-        top = top_eigenvalues(spectral_matrix(f, fm, sq_norms, y), r)
         key = (attr.name, critic.name)
-        if key not in self._nulls or refresh:
-            detached = (f.detach(), fm.detach(), sq_norms.detach())
-            self._nulls[key] = spectral_null(*detached, y, self.perms[attr.name], r)
-        mean, spread = self._nulls[key]
-        return {
-            (attr.name, f"{critic.name}/top{j + 1}"): (top[j] - mean[j], spread[j])
-            for j in range(r)
-        }
-
-    def _direction_statistics(self, z_in: Tensor) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """The per-direction critics: one 1-D linear statistic per principal axis."""
-        proj = z_in @ self.axes
-        proj = proj - proj.mean(0)
-        out = {}
-        for attr in self.attributes:
-            rows = proj if len(attr.users) == len(proj) else proj[attr.users]
-            excess, spread = direction_statistics(rows, attr.labels, attr.label_sq, attr.pair_sq)
-            for j in range(len(excess)):
-                out[attr.name, f"axis{j + 1}"] = (excess[j], spread[j])
-        return out
+        null = None if refresh else self._nulls.get(key)
+        stats, self._nulls[key] = spectral_statistics(
+            shared.rows(attr), attr, critic.name, self.spectral, null, self.perms[attr.name]
+        )
+        return stats
 
     def __call__(self, reps: Tensor) -> Tensor:
         """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random
