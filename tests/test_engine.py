@@ -428,23 +428,28 @@ class _MeanAtZero(_Shrink):
         return loss
 
 
-@pytest.mark.parametrize("adapt", [False, True])
-def test_an_adapted_step_settles_where_a_fixed_normalised_step_jumps_over_the_target(adapt):
-    table = _table()
+def _normalised(table, objective, lr: float, steps: int, adapt: bool):
+    """(unlearner, optimizer): relabel's recipe (normalised SGD along L_AU alone) on ``table``."""
     param = table.clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([param], lr=0.3)
+    optimizer = torch.optim.SGD([param], lr=lr)
     unlearner = Unlearner(
         lambda: param,
         [param],
-        _MeanAtZero(target=1e-4),
+        objective,
         DistanceRetention(table),
         optimizer,
-        StopRule(60, 10, 0.0, 1000, halve_lr=False),
+        StopRule(steps, 10, 0.0, 1000, halve_lr=False),
         solver="fixed",
         fixed_alpha=1.0,
         normalize_step=True,
         adapt_step=adapt,
     )
+    return unlearner, optimizer
+
+
+@pytest.mark.parametrize("adapt", [False, True])
+def test_an_adapted_step_settles_where_a_fixed_normalised_step_jumps_over_the_target(adapt):
+    unlearner, optimizer = _normalised(_table(), _MeanAtZero(target=1e-4), 0.3, 60, adapt)
     outcome = unlearner.run()
     lr = optimizer.param_groups[0]["lr"]
     if adapt:
@@ -478,20 +483,7 @@ def test_the_adapted_step_halves_on_a_turn_back_and_not_on_noise(turn):
     # a turn back: e1, −e1, e1 ...; noise: successive directions orthogonal, e1, e2, e1 ...
     second = -e1 if turn else e2
     directions = [e1, second, e1, second, e1, second]
-    param = table.clone().requires_grad_(True)
-    optimizer = torch.optim.SGD([param], lr=0.2)
-    unlearner = Unlearner(
-        lambda: param,
-        [param],
-        _Direction(directions),
-        DistanceRetention(table),
-        optimizer,
-        StopRule(6, 6, 0.0, 1000, halve_lr=False),
-        solver="fixed",
-        fixed_alpha=1.0,
-        normalize_step=True,
-        adapt_step=True,
-    )
+    unlearner, optimizer = _normalised(table, _Direction(directions), 0.2, 6, True)
     for _ in directions:
         unlearner.step()
     lr = optimizer.param_groups[0]["lr"]
