@@ -38,7 +38,7 @@ def _registry() -> dict[str, Source]:
         "paper_tables": Source("paper_tables", _paper_md.readme_block),
         "originals": Source("paper_tables", _paper_md.originals_block),
         "attrcloak": Source("paper_tables", _paper_md.attrcloak_block),
-        "attrcloak_default": Source("default_gated", _paper_md.attrcloak_block),
+        "attrcloak_default": Source("default_diag", _paper_md.attrcloak_block),
         "attrcloak_ml1m": Source("default_ml1m", _paper_md.attrcloak_block),
         "baselines": Source("paper_tables", _paper_md.baselines_block),
         "embedding_size": Source("embedding_size", _es_md.readme_block),
