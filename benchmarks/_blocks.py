@@ -40,6 +40,7 @@ def _registry() -> dict[str, Source]:
         "attrcloak": Source("paper_tables", _paper_md.attrcloak_block),
         "attrcloak_default": Source("default_diag", _paper_md.attrcloak_block),
         "attrcloak_ml1m": Source("default_ml1m", _paper_md.attrcloak_block),
+        "attrcloak_ml1m_current": Source("default_ml1m_diag", _paper_md.attrcloak_block),
         "baselines": Source("paper_tables", _paper_md.baselines_block),
         "embedding_size": Source("embedding_size", _es_md.readme_block),
         "ablation": Source("ablation", _ablation_md.readme_block),
