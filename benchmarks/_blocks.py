@@ -33,6 +33,7 @@ def _registry() -> dict[str, Source]:
     import _mutation_md
     import _paper_md
     import _studies_md
+    import _terms
 
     return {
         "paper_tables": Source("paper_tables", _paper_md.readme_block),
@@ -41,6 +42,7 @@ def _registry() -> dict[str, Source]:
         "attrcloak_default": Source("default_diag", _paper_md.attrcloak_block),
         "attrcloak_ml1m": Source("default_ml1m", _paper_md.attrcloak_block),
         "attrcloak_ml1m_current": Source("default_ml1m_diag", _paper_md.attrcloak_block),
+        "terms_default": Source("default_diag", _terms.terms_block),
         "baselines": Source("paper_tables", _paper_md.baselines_block),
         "embedding_size": Source("embedding_size", _es_md.readme_block),
         "ablation": Source("ablation", _ablation_md.readme_block),

@@ -14,8 +14,9 @@ by design). Run the same command again to resume after Ctrl-C.
         --out outputs/bench/pt
     python benchmarks/paper_tables.py --summarise-only outputs/bench/pt   # on any machine
 
-Writes jobs.csv, runs.csv, privacy.csv, utility.csv, runtime.csv, acceptance.csv (each headed
-by its provenance), tradeoff.png and summary.md (rendered from the CSVs) under --results, and
+Writes jobs.csv, runs.csv, privacy.csv, utility.csv, runtime.csv, acceptance.csv, terms.csv
+(where each AttrCloak run ended against the random-relabeling null; each headed by its
+provenance), tradeoff.png and summary.md (rendered from the CSVs) under --results, and
 the generated blocks of the READMEs when --results is the default folder.
 """
 
@@ -61,6 +62,7 @@ from _tables import (
     settings_of,
     write_csv,
 )
+from _terms import terms_table
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
@@ -70,7 +72,7 @@ from recbole_attrcloak.tune.results import order_rows
 
 QUICK_METHODS = ("original", "attrcloak-dd", "attrcloak-df", "u2u", "d2d", "ldp")
 KEYS = ["dataset", "model", "method"]
-CSVS = ("jobs", "runs", "privacy", "utility", "runtime", "acceptance")
+CSVS = ("jobs", "runs", "privacy", "utility", "runtime", "acceptance", "terms")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -254,6 +256,7 @@ def tables(reports: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, pd.D
         "utility": utility_table(cells),
         "runtime": runtime_table(cells),
         "acceptance": acceptance,
+        "terms": terms_table(reports, KEYS),
     }
 
 

@@ -143,11 +143,12 @@ def test_the_diagonal_critic_follows_the_null_on_noise_and_reads_a_few_shifted_c
 
 
 def test_the_diagonal_critic_is_per_coordinate_class_means_refitted_on_the_other_users():
-    from recbole_attrcloak.losses.crossfit import _diagonal_scores
+    from recbole_attrcloak.losses.crossfit import _diagonal_scores, class_totals
 
     x, y = _noise_and_labels(n=120, d=4)
     x[y == 2, 1] += 0.8
-    onehot = torch.nn.functional.one_hot(y, 3).to(x.dtype)
+    onehot = torch.nn.functional.one_hot(y, 3).to(x.dtype)[None]
+    totals = class_totals(x, onehot)
     for fold in random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu"):
         train = torch.ones(len(y), dtype=torch.bool)
         train[fold] = False
@@ -159,7 +160,7 @@ def test_the_diagonal_critic_is_per_coordinate_class_means_refitted_on_the_other
             shift = xt[yt == k].mean(0) - mean
             keep = torch.sigmoid(2.0 * ((shift / (var / n).sqrt()).abs() - 2.0))
             expected[:, k] = (x[fold] - mean) @ (shift / var * keep)
-        got = _diagonal_scores(xt - mean, var, onehot[train][None], x[fold] - mean, 2.0)
+        got = _diagonal_scores(x, onehot, totals, fold, mean, var, 2.0)
         torch.testing.assert_close(got[0], expected)
     # the identity as the only "permutation": the true labeling is its own null
     folds = random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu")

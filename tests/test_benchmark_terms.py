@@ -1,0 +1,76 @@
+"""benchmarks/_terms.py: where each AttrCloak run ended, read back from its report.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import their helpers by bare name
+
+import _terms  # noqa: E402
+from _tables import write_csv  # noqa: E402
+
+
+def _term(name: str, z: float) -> dict:
+    return {"name": f"{name}/z", "value": z, "target": 0.0, "reference": None, "met": abs(z) <= 2}
+
+
+def _run(folder: Path, seed: int, method: str, shift: float) -> dict:
+    folder.mkdir(parents=True)
+    terms = [
+        _term("gender/linear/ridge=inf", 1.5 + shift),
+        _term("gender/linear/ridge=0.1", -1.0 + shift),
+        _term("gender/linear/ridge=inf@block1", 9.0),  # a column block: not in the block
+        _term("age=0/linear/ridge=inf", -2.5),
+        _term("age=1/linear/ridge=inf", 0.5),
+    ]
+    unlearning = {"stop_reason": "target_reached", "steps": 7, "terms": terms}
+    (folder / "report.json").write_text(json.dumps({"unlearning": unlearning}))
+    return {"dataset": "d", "model": "BPR", "method": method, "seed": seed, "folder": str(folder)}
+
+
+def test_terms_table_keeps_attribute_terms_and_the_worst_one_vs_rest(tmp_path):
+    runs = [_run(tmp_path / f"r{s}", s, "attrcloak-df", 0.2 * s) for s in range(2)]
+    runs.append({"dataset": "d", "model": "BPR", "method": "original", "seed": 0, "folder": ""})
+    table = _terms.terms_table(pd.DataFrame(runs), ["dataset", "model", "method"])
+    assert set(table["method"]) == {"attrcloak-df"}  # the original has no unlearning
+    first = table[table["seed"] == 0].set_index("term")
+    assert first.loc["gender/linear/ridge=inf", "z"] == 1.5
+    # one-vs-rest: the largest |z| over the classes, unmet if any class is
+    assert first.loc["age=*/linear/ridge=inf", "z"] == 2.5
+    assert not first.loc["age=*/linear/ridge=inf", "met"]
+    assert first.loc["gender/linear/ridge=0.1", "met"]
+
+
+def test_terms_block_averages_over_seeds_beside_the_signed_logreg_gap(tmp_path):
+    runs = [_run(tmp_path / f"r{s}", s, "attrcloak-dd", 0.2 * s) for s in range(2)]
+    table = _terms.terms_table(pd.DataFrame(runs), ["dataset", "model", "method"])
+    results = tmp_path / "results"
+    results.mkdir()
+    write_csv(table, results / "terms.csv", ["test"], {})
+    privacy = pd.DataFrame(
+        [
+            {
+                "model": "BPR",
+                "method": "attrcloak-dd",
+                "attribute": "gender",
+                "protocol": p,
+                "attacker": "logreg",
+                "signed_gap": gap,
+            }
+            for p, gap in (("kfold", -0.031), ("shadow", 0.2))
+        ]
+    )
+    write_csv(privacy, results / "privacy.csv", ["test"], {})
+    block = _terms.terms_block(results, "x")
+    row = next(line for line in block.splitlines() if line.startswith("| BPR"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:3] == ["BPR", "DD", "gender"]
+    assert cells[3] == "+1.60" and cells[4] == "-0.90"  # means of 1.5/1.7 and −1.0/−0.8
+    assert cells[5] == "–"  # a critic the runs did not report
+    assert cells[-2:] == ["-0.031", "2"]  # the k-fold gap, not the shadow one; two seeds
+    assert "@block" not in block and "age" not in block
