@@ -196,6 +196,7 @@ KEYS: dict[str, Check] = {
     "au_class_critics": boolean(),
     "au_crossfit": listof(real("(0, inf)"), min_length=0),
     "au_crossfit_diagonal": listof(real("[0, inf)"), min_length=0),
+    "au_contrasts": boolean(),
     "au_block_critics": boolean(),
     "au_label_weights": choice(LABEL_WEIGHTS),
     "au_critic_ridges": listof(real("(0, inf]")),

@@ -211,6 +211,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_class_critics": False,
         "au_crossfit": [],
         "au_crossfit_diagonal": [],
+        "au_contrasts": False,
         "au_block_critics": True,
         "au_label_weights": "class",
         "au_z_tol": 1.5,

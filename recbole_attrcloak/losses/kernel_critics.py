@@ -94,6 +94,21 @@ class CriticMetric:
         return u_stat - null_mean, null_sd
 
 
+def pair_correlation(a: CriticMetric, b: CriticMetric, block: LabelBlock) -> Tensor:
+    """The correlation of two critics' U on the same features (one kernel, two metrics) under a
+    permutation of ``block``'s labels: Σ_{u≠v} k_uv k'_uv / √(Σ k_uv² · Σ k'_uv²), the pairs taken
+    as independent as in their spreads (the labels' factor cancels). Σ_{u≠v} k_uv k'_uv =
+    tr(FᵀF M FᵀF M') − Σ_u ‖f_u‖²_M ‖f_u‖²_M'. No gradient."""
+    with torch.no_grad():
+        f, _, q_a, pair_a = a.rows(block)
+        _, _, q_b, pair_b = b.rows(block)
+        gram = f.T @ f
+        g_a = gram if a.metric is None else gram @ a.metric
+        g_b = gram if b.metric is None else gram @ b.metric
+        cross = (g_a * g_b.T).sum() - (q_a * q_b).sum()
+        return cross / torch.sqrt(pair_a * pair_b).clamp_min(1e-30)
+
+
 def fourier_draw(
     gammas: Sequence[float], dim: int, n_features: int, generator: torch.Generator, dtype
 ) -> dict[float, tuple[Tensor, Tensor]]:
