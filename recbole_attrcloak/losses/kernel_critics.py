@@ -56,10 +56,14 @@ class CriticMetric:
 
     def __init__(self, feats: Tensor, metric: Tensor | None, gram: Tensor | None = None) -> None:
         self.feats, self.metric = feats, metric
-        self.whole = self._rows(feats, gram)
+        self.gram_metric: Tensor | None = None  # FᵀFM over all rows (kept by ``_rows``)
+        self.whole = self._rows(feats, gram, keep=True)
 
-    def _rows(self, f: Tensor, gram: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """``gram``: FᵀF of ``f`` when the caller has it (saves an (n, D, D) product)."""
+    def _rows(
+        self, f: Tensor, gram: Tensor | None = None, keep: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """``gram``: FᵀF of ``f`` when the caller has it (saves an (n, D, D) product); ``keep``:
+        store FᵀFM for ``pair_correlation``."""
         fm = f if self.metric is None else f @ self.metric
         sq_norms = (fm * f).sum(1)  # ‖f_u‖²_M
         with torch.no_grad():
@@ -68,6 +72,8 @@ class CriticMetric:
                 gram = gram @ self.metric.detach()
             # Σ_uv ⟨f_u, f_v⟩²_M = tr((FᵀFM)²) for a symmetric M
             pair_sq = (gram * gram.T).sum() - sq_norms.detach().square().sum()
+            if keep:
+                self.gram_metric = gram
         return fm, sq_norms, pair_sq
 
     def rows(self, attr: _Attribute | LabelBlock) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -102,9 +108,12 @@ def pair_correlation(a: CriticMetric, b: CriticMetric, block: LabelBlock) -> Ten
     with torch.no_grad():
         f, _, q_a, pair_a = a.rows(block)
         _, _, q_b, pair_b = b.rows(block)
-        gram = f.T @ f
-        g_a = gram if a.metric is None else gram @ a.metric
-        g_b = gram if b.metric is None else gram @ b.metric
+        if len(block.users) == len(a.feats):  # all rows: the products the critics kept
+            g_a, g_b = a.gram_metric, b.gram_metric
+        else:
+            gram = f.T @ f
+            g_a = gram if a.metric is None else gram @ a.metric
+            g_b = gram if b.metric is None else gram @ b.metric
         cross = (g_a * g_b.T).sum() - (q_a * q_b).sum()
         return cross / torch.sqrt(pair_a * pair_b).clamp_min(1e-30)
 
