@@ -20,6 +20,7 @@ from recbole_attrcloak.tune.results import markdown_table
 BLOCK_CRITICS = (
     "linear/ridge=inf",
     "linear/ridge=0.1",
+    "linear/contrast",
     "crossfit/ridge=1",
     "crossfit/diagonal=2",
 )
