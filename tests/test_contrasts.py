@@ -1,4 +1,4 @@
-"""Contrast statistics (``au_contrasts``, losses/relabel.py ``_contrasts``): a kernel's whitened
+"""Contrast statistics (``au_contrasts``, losses/contrasts.py): a kernel's whitened
 critic minus its raw one, against their joint null under label permutations."""
 
 from __future__ import annotations

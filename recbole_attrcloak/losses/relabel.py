@@ -34,6 +34,8 @@ One-vs-rest critics (``class_critics``) score every class of a multi-class attri
 the others with every critic (``attribute_labels.one_vs_rest``); cross-fitted critics
 (``crossfit``) score what a ridge classifier fitted on some users decides for the others,
 optionally also a per-coordinate diagonal one (``crossfit_diagonal``; ``losses.crossfit``).
+Contrasts (``contrasts``) score, per attribute and kernel, the whitened critic's z minus the raw
+one's against their joint null (random labels move the two together).
 The stop reads each statistic's z averaged over ``CHECK_DRAWS`` fixed draws.
 
 Pure torch; no RecBole, Ray or scikit-learn import.
@@ -54,6 +56,7 @@ from recbole_attrcloak.losses.attribute_labels import (
     _rest,
     label_blocks,
 )
+from recbole_attrcloak.losses.contrasts import contrast_statistics
 from recbole_attrcloak.losses.crossfit import CrossFitCritics
 from recbole_attrcloak.losses.directions import (
     axis_statistics,
@@ -68,7 +71,6 @@ from recbole_attrcloak.losses.kernel_critics import (
     critic_features,
     default_critics,
     fourier_draw,
-    pair_correlation,
 )
 from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
 from recbole_attrcloak.losses.objective import TermReport
@@ -310,7 +312,7 @@ class RelabelingNull:
                     for attr in self.attributes:
                         out.update(self._spectral(shared, attr, critic, refresh))
             if self.contrasts:
-                out.update(self._contrasts(metrics, out))
+                out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
         if self.axes is not None:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
         if self.neighbours:
@@ -321,32 +323,6 @@ class RelabelingNull:
             for (name, critic), stat in block.statistics_at(reps[:, columns], index).items():
                 out[name, f"{critic}@block{b}"] = stat
         return out
-
-    def _contrasts(
-        self, metrics: dict[Critic, CriticMetric], out: dict
-    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """For each attribute (not its one-vs-rest labelings), the z of a kernel's critic with
-        the smallest ridge minus its z without a ridge, over the difference's spread under
-        permutations (√(2 − 2ρ), ρ: ``pair_correlation``). Under random labels the two move
-        together (ρ near 1 on the ml-100k models); a state whose raw statistic sits high while
-        the whitened one sits low passes each alone but not this."""
-        ridged = [c for c in metrics if c.ridge != INF]
-        raw = next((c for c in metrics if c.ridge == INF), None)
-        if raw is None or not ridged:
-            return {}
-        low = min(ridged, key=lambda c: c.ridge)
-        kernel = raw.name.split("/")[0]
-        found = {}
-        for block in self.blocks:
-            names = [n for n in block.names if n not in self.class_labelings]
-            if not names:
-                continue
-            rho = pair_correlation(metrics[raw], metrics[low], block)
-            spread = torch.sqrt((2.0 - 2.0 * rho).clamp_min(1e-6))
-            for name in names:
-                (e_low, s_low), (e_raw, s_raw) = out[name, low.name], out[name, raw.name]
-                found[name, f"{kernel}/contrast"] = (e_low / s_low - e_raw / s_raw, spread)
-        return found
 
     def statistics_at(
         self, reps: Tensor, check: int | None
