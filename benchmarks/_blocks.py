@@ -31,6 +31,7 @@ def _registry() -> dict[str, Source]:
     import _ablation_md
     import _es_md
     import _mutation_md
+    import _null
     import _paper_md
     import _studies_md
     import _terms
@@ -45,6 +46,8 @@ def _registry() -> dict[str, Source]:
         "attrcloak_ml1m_current": Source("default_ml1m_diag", _paper_md.attrcloak_block),
         "terms_diag": Source("default_diag", _terms.terms_block),
         "terms_default": Source("default_contrast", _terms.terms_block),
+        "null_default": Source("default_contrast", _null.null_block),
+        "null_diag": Source("default_diag", _null.null_block),
         "attrcloak_ml1m_lightgcn": Source("default_ml1m_lightgcn", _paper_md.attrcloak_block),
         "attrcloak_ml1m_neumf": Source("default_ml1m_neumf", _paper_md.attrcloak_block),
         "baselines": Source("paper_tables", _paper_md.baselines_block),

@@ -7,14 +7,16 @@ over-correction shows as negative values in both.
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from _grid import MODES
 from _tables import read_csv
 
 from recbole_attrcloak.tune.results import markdown_table
+from recbole_attrcloak.tune.workdir import read_outcome
 
 # the statistics the block shows (critic names of losses.relabel / losses.crossfit)
 BLOCK_CRITICS = (
@@ -26,34 +28,38 @@ BLOCK_CRITICS = (
 )
 
 
+def attrcloak_reports(reports: pd.DataFrame) -> Iterator[tuple[pd.Series, dict[str, Any]]]:
+    """Each finished AttrCloak run of ``reports`` (``load_run``'s rows) with its report.json."""
+    for _, run in reports[reports["method"].isin(MODES)].iterrows():
+        folder = run.get("folder")
+        report = read_outcome(Path(folder))[0] if isinstance(folder, str) and folder else None
+        if report is not None:
+            yield run, report
+
+
 def terms_table(reports: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """One row per AttrCloak run and term: ``keys``, the seed, the run's stop rule and kept
     step, the term (attribute/critic, with its column block if any), its final z and whether
     it met its tolerance. One-vs-rest terms (attribute=class) are summarised per attribute and
     critic by the largest |z| (``term``: attribute=*/critic, ``z``: that |z|)."""
     rows = []
-    for _, run in reports[reports["method"].isin(MODES)].iterrows():
-        folder = run.get("folder")
-        path = Path(folder) / "report.json" if isinstance(folder, str) and folder else None
-        if path is None or not path.is_file():
-            continue
-        unlearning = json.loads(path.read_text(encoding="utf-8")).get("unlearning") or {}
+    for run, report in attrcloak_reports(reports):
+        unlearning = report.get("unlearning") or {}
         base = {k: run[k] for k in keys} | {
             "seed": int(run["seed"]),
             "stop_reason": unlearning.get("stop_reason"),
             "kept_step": unlearning.get("steps"),
         }
-        classes: dict[str, list[float | bool]] = {}
+        classes: dict[str, tuple[float, bool]] = {}
         for term in unlearning.get("terms") or []:
-            name = term["name"].removesuffix("/z")
-            attribute, _, critic = name.partition("/")
-            if "=" in attribute:  # one class against the rest
+            attribute, _, critic = term["name"].removesuffix("/z").partition("/")
+            if "=" in attribute:  # one class against the rest: keep the worst
                 key = f"{attribute.split('=')[0]}=*/{critic}"
-                worst = classes.setdefault(key, [0.0, True])
-                worst[0] = max(worst[0], abs(float(term["value"])))
-                worst[1] = worst[1] and bool(term["met"])
-                continue
-            rows.append(base | {"term": name, "z": term["value"], "met": bool(term["met"])})
+                z, met = classes.get(key, (0.0, True))
+                classes[key] = (max(z, abs(float(term["value"]))), met and bool(term["met"]))
+            else:
+                name, z, met = f"{attribute}/{critic}", term["value"], bool(term["met"])
+                rows.append(base | {"term": name, "z": z, "met": met})
         rows += [base | {"term": k, "z": z, "met": met} for k, (z, met) in classes.items()]
     columns = [*keys, "seed", "stop_reason", "kept_step", "term", "z", "met"]
     return pd.DataFrame(rows, columns=columns)

@@ -15,9 +15,10 @@ by design). Run the same command again to resume after Ctrl-C.
     python benchmarks/paper_tables.py --summarise-only outputs/bench/pt   # on any machine
 
 Writes jobs.csv, runs.csv, privacy.csv, utility.csv, runtime.csv, acceptance.csv, terms.csv
-(where each AttrCloak run ended against the random-relabeling null; each headed by its
-provenance), tradeoff.png and summary.md (rendered from the CSVs) under --results, and
-the generated blocks of the READMEs when --results is the default folder.
+(where each AttrCloak run ended against the random-relabeling null), null.csv (each AttrCloak
+run's audit against its permuted-label null, both directions; each headed by its provenance),
+tradeoff.png and summary.md (rendered from the CSVs) under --results, and the generated blocks
+of the READMEs when --results is the default folder.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from _grid import (
     privacy_table,
     runs_table,
 )
+from _null import null_table
 from _originals import original_source
 from _paper import paper_attack, paper_seconds, paper_value
 from _tables import (
@@ -72,7 +74,7 @@ from recbole_attrcloak.tune.results import order_rows
 
 QUICK_METHODS = ("original", "attrcloak-dd", "attrcloak-df", "u2u", "d2d", "ldp")
 KEYS = ["dataset", "model", "method"]
-CSVS = ("jobs", "runs", "privacy", "utility", "runtime", "acceptance", "terms")
+CSVS = ("jobs", "runs", "privacy", "utility", "runtime", "acceptance", "terms", "null")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -257,6 +259,7 @@ def tables(reports: pd.DataFrame, settings: Mapping[str, Any]) -> dict[str, pd.D
         "runtime": runtime_table(cells),
         "acceptance": acceptance,
         "terms": terms_table(reports, KEYS),
+        "null": null_table(reports, KEYS),
     }
 
 

@@ -1,4 +1,5 @@
-"""benchmarks/_terms.py: where each AttrCloak run ended, read back from its report.json."""
+"""benchmarks/_terms.py and _null.py: where each AttrCloak run ended and how its audit reads
+against its permuted-label null, from each run's report.json."""
 
 from __future__ import annotations
 
@@ -74,3 +75,44 @@ def test_terms_block_averages_over_seeds_beside_the_signed_logreg_gap(tmp_path):
     assert cells[5] == "–"  # a critic the runs did not report
     assert cells[-2:] == ["-0.031", "2"]  # the k-fold gap, not the shadow one; two seeds
     assert "@block" not in block and "age" not in block
+
+
+def _audited(folder: Path, seed: int, shift: float) -> dict:
+    """A run whose unlearned audit has one attack above its null and one below."""
+    folder.mkdir(parents=True)
+
+    def test(observed: float, null: float, p: float, p_below: float) -> dict:
+        return {"observed": observed, "null_mean": null, "p_value": p, "p_value_below": p_below}
+
+    significance = {
+        "shadow": {"svm_rbf": test(0.53 + shift, 0.516, 0.04, 0.97)},
+        "kfold": {"logreg": test(0.47, 0.50, 0.9, 0.03), "knn": test(0.5, 0.5, 0.5, 0.5)},
+    }
+    privacy = {"gender": {"significance": significance}}
+    report = {"stages": {"unlearned": {"privacy": privacy}}, "unlearning": {}}
+    (folder / "report.json").write_text(json.dumps(report))
+    return {
+        "dataset": "d",
+        "model": "BPR",
+        "method": "attrcloak-df",
+        "seed": seed,
+        "folder": str(folder),
+    }
+
+
+def test_null_table_and_block_read_both_directions_against_the_permuted_null(tmp_path):
+    import _null
+
+    runs = [_audited(tmp_path / f"r{s}", s, 0.01 * s) for s in range(2)]
+    table = _null.null_table(pd.DataFrame(runs), ["dataset", "model", "method"])
+    assert len(table) == 6
+    row = table[(table["seed"] == 0) & (table["attacker"] == "svm_rbf")].iloc[0]
+    assert abs(row["minus_null"] - 0.014) < 1e-12  # against its null, not against chance
+    results = tmp_path / "results"
+    results.mkdir()
+    write_csv(table, results / "null.csv", ["test"], {})
+    line = next(x for x in _null.null_block(results, "x").splitlines() if x.startswith("| BPR"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3] == "+0.019 (gender, shadow/svm_rbf)"  # mean of 0.014 and 0.024
+    assert cells[4] == "-0.030 (gender, kfold/logreg)"  # far below: it leaks too
+    assert cells[5] == "2 / 2 of 6 (chance: 0.3 each)"

@@ -130,8 +130,8 @@ def diagonal_statistics(
     kept softly where that shift's |z| (against the class's standard error) exceeds
     ``threshold`` (a sigmoid of width ½). What an attacker that picks coordinates one at a time
     reads (forests and boosted trees split on raw coordinates): a shift on a few coordinates
-    that a ridge fitted on all of them, among shared factors, dilutes. Cost O(R·m·K·d) per
-    fold."""
+    that a ridge fitted on all of them, among shared factors, dilutes. A fold's training class
+    sums are all rows' minus the fold's. Cost O(R·m·K·d) per labeling and fold."""
     m = len(x)
     moments = []  # each fold's training mean and variance serve every labeling
     for fold in folds:
