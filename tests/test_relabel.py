@@ -212,6 +212,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_crossfit": [],
         "au_crossfit_diagonal": [],
         "au_contrasts": False,
+        "au_check_draws": 5,
         "au_block_critics": True,
         "au_label_weights": "class",
         "au_z_tol": 1.5,
@@ -220,7 +221,7 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_min_class_size": 3,
     }
     objective = RelabelingNull.from_settings({"a": y}, settings, seed=4)
-    assert (objective.seed, objective.check_slack) == (4, 3.0)
+    assert (objective.seed, objective.check_slack, objective.check_draws) == (4, 3.0, 5)
     rare = y.clone()
     rare[:2] = 2  # a class of two users: below au_min_class_size
     assert RelabelingNull.from_settings({"a": rare}, settings, 0).dropped_classes == {"a": (2,)}
