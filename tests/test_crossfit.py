@@ -143,25 +143,32 @@ def test_the_diagonal_critic_follows_the_null_on_noise_and_reads_a_few_shifted_c
 
 
 def test_the_diagonal_critic_is_per_coordinate_class_means_refitted_on_the_other_users():
-    from recbole_attrcloak.losses.crossfit import _diagonal_scores, class_totals
+    from recbole_attrcloak.losses.crossfit import _diagonal_scores, _padded, fold_layout
 
-    x, y = _noise_and_labels(n=120, d=4)
+    x, y = _noise_and_labels(n=123, d=4)  # folds of 25 and 24 rows: one padded
     x[y == 2, 1] += 0.8
-    onehot = torch.nn.functional.one_hot(y, 3).to(x.dtype)[None]
-    totals = class_totals(x, onehot)
-    for fold in random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu"):
+    onehot = torch.nn.functional.one_hot(y, 3).to(x.dtype)
+    folds = random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu")
+    index, _, _ = fold_layout(folds, len(y))
+    xf = _padded(x, index)
+    moments = []
+    for fold in folds:
+        train = torch.ones(len(y), dtype=torch.bool)
+        train[fold] = False
+        moments.append((x[train].mean(0), x[train].var(0)))
+    mean, var = (torch.stack(m) for m in zip(*moments, strict=True))
+    got = _diagonal_scores(x, xf, xf - mean[:, None], onehot, index, mean, var, 2.0)
+    for i, fold in enumerate(folds):
         train = torch.ones(len(y), dtype=torch.bool)
         train[fold] = False
         xt, yt = x[train], y[train]
-        mean, var = xt.mean(0), xt.var(0)
         expected = torch.zeros(len(fold), 3, dtype=x.dtype)
         for k in range(3):  # by hand: class k's shift over the variance, kept where |z| > 2
             n = (yt == k).sum()
-            shift = xt[yt == k].mean(0) - mean
-            keep = torch.sigmoid(2.0 * ((shift / (var / n).sqrt()).abs() - 2.0))
-            expected[:, k] = (x[fold] - mean) @ (shift / var * keep)
-        got = _diagonal_scores(x, onehot, totals, fold, mean, var, 2.0)
-        torch.testing.assert_close(got[0], expected)
+            shift = xt[yt == k].mean(0) - mean[i]
+            keep = torch.sigmoid(2.0 * ((shift / (var[i] / n).sqrt()).abs() - 2.0))
+            expected[:, k] = (x[fold] - mean[i]) @ (shift / var[i] * keep)
+        torch.testing.assert_close(got[i, : len(fold)], expected)
     # the identity as the only "permutation": the true labeling is its own null
     folds = random_folds(len(y), 5, torch.Generator().manual_seed(3), "cpu")
     identity = torch.arange(len(y))[None]

@@ -47,6 +47,23 @@ def _soft_balanced(scores: Tensor, codes: Tensor, counts: Tensor, temperature: T
     return (per_class.scatter_add(1, codes, true) / counts).mean(-1)
 
 
+def fold_layout(folds: Sequence[Tensor], m: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The folds as one (F, f) index of rows, padded with ``m`` (a zero row appended to the
+    data), its mask of real rows, and the order that puts the folds' rows (flattened, padding
+    dropped) back in their places: every fold is then scored by batched products, not a loop."""
+    width = max(len(f) for f in folds)
+    index = torch.full((len(folds), width), m, dtype=torch.long, device=folds[0].device)
+    for i, fold in enumerate(folds):
+        index[i, : len(fold)] = fold
+    return index, index < m, torch.cat(list(folds)).argsort()
+
+
+def _padded(x: Tensor, index: Tensor) -> Tensor:
+    """``x``'s rows (dim −2) at ``index`` (F, f), a zero row where the index is the padding."""
+    pad = x.new_zeros(*x.shape[:-2], 1, x.shape[-1])
+    return torch.cat([x, pad], -2)[..., index, :]
+
+
 def crossfit_statistics(
     x: Tensor,
     labelings: Sequence[tuple[Tensor, int]],
@@ -63,41 +80,43 @@ def crossfit_statistics(
     ridge (relative to the mean feature variance) is fitted on the other rows, once for every
     labeling and permutation; its scores on the fold are divided by ``temperature`` × their
     spread before the softmax. The training rows' cross-products are the whole set's minus the
-    fold's (computed once, not once per fold). Cost O(m·d² + d³) per fold, O(m·d·K) per labeling
-    and permutation."""
+    fold's (computed once, not once per fold), and the folds are fitted together (batched
+    Cholesky factors). Cost O(m·d² + F·d³), O(m·d·K) per labeling and permutation."""
     m, d = x.shape
     widths = [k for _, k in labelings]
     true_y = torch.cat([_balanced_onehot(c, k, dtype=x.dtype) for c, k in labelings], 1)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
+    index, mask, order = fold_layout(folds, m)
+    xf, yf = _padded(x, index), _padded(true_y, index)  # (F, f, d), (F, f, C)
+    n_train = (m - mask.sum(1)).to(x.dtype)  # (F,)
     # Xᵀ[X Y] over all rows; a fold's training part is this minus the fold's own rows. The
     # targets need no centring: the training rows' features are centred.
-    gram_all, xy_all = x.T @ x, x.T @ true_y
     x_sum, y_sum = x.sum(0), true_y.sum(0)
+    mean = (x_sum - xf.sum(1)) / n_train[:, None]  # (F, d)
+    gram = (
+        x.T @ x
+        - xf.transpose(1, 2) @ xf
+        - n_train[:, None, None] * mean[:, :, None] * mean[:, None]
+    )
+    scale = ridge * gram.diagonal(dim1=1, dim2=2).mean(1)
+    chol = torch.linalg.cholesky(gram + scale[:, None, None] * eye)
+    y_rest = y_sum - yf.sum(1)  # (F, C)
+    xy = x.T @ true_y - xf.transpose(1, 2) @ yf - mean[:, :, None] * y_rest[:, None]
+    test = xf - mean[:, None]  # (F, f, d)
+    scores = (test @ torch.cholesky_solve(xy, chol))[mask][order].split(widths, 1)
     with torch.no_grad():
         # a permutation keeps the class sizes (and the targets' column sums): its targets are
         # the true targets' rows, shuffled
+        r = len(permutations)
         null_y = true_y[permutations]  # (R, m, C)
-        null_xy_all = torch.einsum("md,rmc->drc", x.detach(), null_y)
-    parts, null_parts = [], []
-    for fold in folds:
-        xf, yf = x[fold], true_y[fold]
-        n_train = m - len(fold)
-        mean = (x_sum - xf.sum(0)) / n_train
-        gram = gram_all - xf.T @ xf - n_train * torch.outer(mean, mean)
-        chol = torch.linalg.cholesky(gram + ridge * gram.diagonal().mean() * eye)
-        xy = xy_all - xf.T @ yf - torch.outer(mean, y_sum - yf.sum(0))
-        test = xf - mean
-        parts.append(test @ torch.cholesky_solve(xy, chol))
-        with torch.no_grad():
-            null_f = null_y[:, fold]  # (R, f, C)
-            null_xy = null_xy_all - torch.einsum("fd,rfc->drc", xf.detach(), null_f)
-            null_xy -= mean.detach()[:, None, None] * (y_sum - null_f.sum(1))[None]
-            weights = torch.cholesky_solve(null_xy.reshape(d, -1), chol.detach())
-            null_parts.append((test.detach() @ weights).reshape(len(fold), len(permutations), -1))
-    order = torch.cat(folds).argsort()
-    scores = torch.cat(parts)[order].split(widths, 1)  # rows back in their places
-    with torch.no_grad():
-        null_scores = torch.cat(null_parts)[order].transpose(0, 1).split(widths, 2)
+        null_f = _padded(null_y, index)  # (R, F, f, C)
+        own = torch.einsum("fud,rfuc->fdrc", xf.detach(), null_f)  # each fold's X_fᵀY_f
+        null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
+        null_rest = (y_sum - null_f.sum(2)).transpose(0, 1)  # (F, R, C)
+        null_xy -= mean.detach()[:, :, None, None] * null_rest[:, None]
+        weights = torch.cholesky_solve(null_xy.reshape(len(folds), d, -1), chol.detach())
+        null_scores = (test.detach() @ weights)[mask].reshape(m, r, -1)[order]
+        null_scores = null_scores.transpose(0, 1).split(widths, 2)
     return [
         _excess(codes, k, score, null_score, permutations, temperature)
         for (codes, k), score, null_score in zip(labelings, scores, null_scores, strict=True)
@@ -131,65 +150,63 @@ def diagonal_statistics(
     ``threshold`` (a sigmoid of width ½). What an attacker that picks coordinates one at a time
     reads (forests and boosted trees split on raw coordinates): a shift on a few coordinates
     that a ridge fitted on all of them, among shared factors, dilutes. A fold's training class
-    sums are all rows' minus the fold's. Cost O(R·m·K·d) per labeling and fold."""
+    sums (and moments) are all rows' minus the fold's; the folds are scored together. Cost
+    O(R·m·K·d) per labeling."""
     m = len(x)
-    moments = []  # each fold's training mean and variance serve every labeling
-    for fold in folds:
-        train = torch.ones(m, dtype=torch.bool, device=x.device)
-        train[fold] = False
-        xt = x[train]
-        moments.append((fold, xt.mean(0), xt.var(0).clamp_min(1e-12)))
-    order = torch.cat(folds).argsort()
+    index, mask, order = fold_layout(folds, m)
+    xf = _padded(x, index)  # (F, f, d)
+    n_train = (m - mask.sum(1)).to(x.dtype)[:, None]  # (F, 1)
+    mean = (x.sum(0) - xf.sum(1)) / n_train  # (F, d)
+    sq = x.square().sum(0) - xf.square().sum(1)
+    var = ((sq - n_train * mean.square()) / (n_train - 1.0)).clamp_min(1e-12)
+    centred = xf - mean[:, None]  # (F, f, d)
     out = []
     for codes, k in labelings:
-        onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)[None]  # (1, m, K)
-        totals = class_totals(x, onehot)
-        score = torch.cat(
-            [_diagonal_scores(x, onehot, totals, *fm, threshold)[0] for fm in moments]
-        )
+        onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
+        score = _diagonal_scores(x, xf, centred, onehot, index, mean, var, threshold)
+        score = score[mask][order]
         with torch.no_grad():
-            null_onehot, xd = onehot[0][permutations], x.detach()  # (R, m, K)
-            null_totals = class_totals(xd, null_onehot)
-            null_score = torch.cat(
-                [
-                    _diagonal_scores(
-                        xd, null_onehot, null_totals, f, mean.detach(), var.detach(), threshold
-                    )
-                    for f, mean, var in moments
-                ],
-                1,
-            )[:, order]
-        out.append(_excess(codes, k, score[order], null_score, permutations, temperature))
+            null = _diagonal_scores(
+                x.detach(),
+                xf.detach(),
+                centred.detach(),
+                onehot[permutations],  # (R, m, K)
+                index,
+                mean.detach(),
+                var.detach(),
+                threshold,
+            )  # (R, F, f, K)
+            null_score = null[:, mask][:, order]
+        out.append(_excess(codes, k, score, null_score, permutations, temperature))
     return out
-
-
-def class_totals(x: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
-    """(R, K, d) class sums of the rows ``x`` (m, d) and (R, K) class sizes of the labelings
-    ``onehot`` (R, m, K)."""
-    return onehot.transpose(1, 2) @ x, onehot.sum(1)
 
 
 def _diagonal_scores(
     x: Tensor,
+    xf: Tensor,
+    centred: Tensor,
     onehot: Tensor,
-    totals: tuple[Tensor, Tensor],
-    fold: Tensor,
+    index: Tensor,
     mean: Tensor,
     var: Tensor,
     threshold: float,
 ) -> Tensor:
-    """(R, f, K) scores of the ``fold``'s rows by the diagonal classifiers of the labelings
-    ``onehot`` (R, m, K) fitted on the other rows (their ``mean`` and ``var``); ``totals``: the
-    labelings' ``class_totals`` over all rows, of which a fold's training rows have all but the
-    fold's own (half the products of summing the training rows fold by fold)."""
-    fold_onehot = onehot[:, fold]
-    sums = totals[0] - fold_onehot.transpose(1, 2) @ x[fold]  # (R, K, d)
-    n_train = totals[1] - fold_onehot.sum(1)  # (R, K)
+    """(…, F, f, K) scores of every fold's rows by the diagonal classifiers of the labelings
+    ``onehot`` (…, m, K) fitted on the other rows: ``xf`` the folds' rows at ``index`` (F, f;
+    zero padding), ``centred`` those minus each fold's training ``mean`` (F, d), ``var`` (F, d)
+    the training variance. Training class sums are all folds' minus the fold's (one-hot
+    products: on the CPU an index_add of the rows, with their copy per labeling, took twice as
+    long)."""
+    fold_onehot = _padded(onehot, index)
+    per_fold = fold_onehot.transpose(-1, -2) @ xf  # (…, F, K, d)
+    sums = per_fold.sum(-3, keepdim=True) - per_fold
+    counts = fold_onehot.sum(-2)  # (…, F, K)
+    n_train = counts.sum(-2, keepdim=True) - counts
     size = n_train.clamp_min(1.0)[..., None]
-    shift = (sums - n_train[..., None] * mean) / size  # class mean − mean (0 if empty)
-    z = shift / (var / size).sqrt()
-    weights = shift / var * torch.sigmoid(2.0 * (z.abs() - threshold))
-    return (x[fold] - mean) @ weights.transpose(1, 2)
+    shift = (sums - n_train[..., None] * mean[:, None]) / size  # class mean − mean (0 if empty)
+    z = shift / (var[:, None] / size).sqrt()
+    weights = shift / var[:, None] * torch.sigmoid(2.0 * (z.abs() - threshold))
+    return centred @ weights.transpose(-1, -2)
 
 
 class CrossFitCritics:
