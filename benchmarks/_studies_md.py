@@ -1,7 +1,9 @@
-"""benchmarks/README.md's ``scale`` and ``distributions`` blocks, rendered from the CSVs of
-``benchmarks/scale.py`` (results/scale: df.csv on the CPU, cuda/df.csv on a GPU, dd.csv) and
-``benchmarks/distributions.py`` (results/distributions/dims.csv); each CSV's Markdown twin
-(df.md, dd.md, summary.md) holds its command, date and machine."""
+"""benchmarks/README.md's ``scale`` and ``distributions`` blocks and docs/attrcloak.md's
+``draw_noise`` block, rendered from the CSVs of ``benchmarks/scale.py`` (results/scale: df.csv
+on the CPU, cuda/df.csv on a GPU, dd.csv), ``benchmarks/distributions.py``
+(results/distributions/dims.csv) and ``benchmarks/draw_noise.py`` (results/draw_noise); each
+CSV's Markdown twin (df.md, dd.md, summary.md, draw_noise.md) holds its command, date and
+machine."""
 
 from __future__ import annotations
 
@@ -88,3 +90,37 @@ def distributions_block(results: Path, link: str) -> str:
         f"{top['kl_after']:.3f} and the overlap {top['overlap_before']:.3f} → "
         f"{top['overlap_after']:.3f}."
     )
+
+
+def draw_noise_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``draw_noise`` block: per critic family, how far one draw of the
+    objective's randomness moves a z at the DF stop (``benchmarks/draw_noise.py``), and the
+    stop's SD over 2 check draws and over the default number."""
+    path = results / "draw_noise.csv"
+    if not path.is_file():
+        return f"No draw-noise results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path)
+    frame = frame[frame["draw_sd_max"] > 0]  # the linear critics have no randomness
+    rows = []
+    for (critic, scope), group in frame.groupby(["critic", "scope"], sort=False):
+        rows.append(
+            [
+                critic,
+                scope,
+                f"{group['draw_sd_mean'].mean():.2f} ({group['draw_sd_max'].max():.2f})",
+                f"{group['stop_sd_2_draws'].mean():.2f}",
+                f"{group['stop_sd_default'].mean():.2f}",
+            ]
+        )
+    seeds = ", ".join(str(s) for s in sorted(frame["seed"].unique()))
+    head = (
+        f"From [`draw_noise.csv`]({link}/draw_noise.csv) (generated; "
+        f"[`draw_noise.md`]({link}/draw_noise.md) has the command, date and machine): "
+        f"ml-100k {frame['model'].iloc[0]}, seeds {seeds}, each at the state where its default "
+        "DF run stopped; SD of a z across fresh draws, in null SDs (mean over the family's "
+        "statistics and seeds; largest). The linear critics have none."
+    )
+    table = markdown_table(
+        ["critic", "scope", "one draw", "stop, 2 draws", "stop, default draws"], rows
+    )
+    return "\n".join([head, "", *table])
