@@ -116,3 +116,39 @@ def test_null_table_and_block_read_both_directions_against_the_permuted_null(tmp
     assert cells[3] == "+0.019 (gender, shadow/svm_rbf)"  # mean of 0.014 and 0.024
     assert cells[4] == "-0.030 (gender, kfold/logreg)"  # far below: it leaks too
     assert cells[5] == "2 / 2 of 6 (chance: 0.3 each)"
+
+
+def test_the_draw_noise_block_averages_over_seeds_and_leaves_out_the_linear_critics(tmp_path):
+    import _studies_md
+    from draw_noise import family
+
+    assert family("occupation=4", "rbf4/ridge=1@block2") == ("rbf4/ridge=1", "one-vs-rest")
+    assert family("gender", "crossfit/ridge=1") == ("crossfit/ridge=1", "attribute")
+    rows = [
+        ("rbf1/ridge=inf", 2020, 0.4, 0.6, 0.28, 0.14),
+        ("rbf1/ridge=inf", 2021, 0.6, 0.9, 0.42, 0.21),
+        ("linear/ridge=inf", 2020, 0.0, 0.0, 0.0, 0.0),
+    ]
+    frame = pd.DataFrame(
+        [
+            {
+                "model": "BPR",
+                "seed": seed,
+                "critic": critic,
+                "scope": "attribute",
+                "statistics": 3,
+                "draw_sd_mean": mean,
+                "draw_sd_max": top,
+                "stop_sd_2_draws": two,
+                "stop_sd_default": default,
+                "df_steps": 20,
+            }
+            for critic, seed, mean, top, two, default in rows
+        ]
+    )
+    frame.to_csv(tmp_path / "draw_noise.csv", index=False)
+    block = _studies_md.draw_noise_block(tmp_path, "link")
+    assert "| rbf1/ridge=inf | attribute | 0.50 (0.90) | 0.35 | 0.17 |" in block
+    assert "linear/" not in block.split("|---|")[-1]  # no row for the critics without draws
+    assert "seeds 2020, 2021" in block
+    assert "No draw-noise" in _studies_md.draw_noise_block(tmp_path / "none", "link")
