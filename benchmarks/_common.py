@@ -10,11 +10,12 @@ rebuilds the results from the folder on any machine. Tables: ``_tables.py``.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from _data import DATASETS
 from _originals import check_sources
 
 from recbole_attrcloak.defences import CATALOGUE as METHODS
-from recbole_attrcloak.provenance import machine
+from recbole_attrcloak.provenance import machine, machine_line
 from recbole_attrcloak.tune import load_spec
 from recbole_attrcloak.tune.results import job_rows
 from recbole_attrcloak.tune.runner import run_trials
@@ -168,3 +169,18 @@ def command_line() -> str:
     script = Path(sys.argv[0]).resolve()
     shown = script.relative_to(REPO) if script.is_relative_to(REPO) else script
     return shlex.join(["python", str(shown), *sys.argv[1:]])
+
+
+def write_rows(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """``rows`` (dicts with the same keys, in order) as a CSV at ``path``, its folder made."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_header() -> str:
+    """The date (UTC) and this machine, as a results file's Markdown twin states them."""
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"Date: {now}. {machine_line(machine())}"

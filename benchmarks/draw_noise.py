@@ -18,21 +18,18 @@ cross-fitted critics are averaged over 2 draws whatever ``au_check_draws``). Wri
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import re
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import command_line
+from _common import command_line, run_header, write_rows
 from speed import load
 
 from recbole_attrcloak import compat
 from recbole_attrcloak.engine import build_objective
-from recbole_attrcloak.provenance import machine, machine_line
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 from recbole_attrcloak.unlearning.base import only_user_side
 
@@ -140,14 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             work = Path(tmp) / str(seed)
             rows += draw_sd(args.model, seed, Path(args.originals), args.draws, work)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "draw_noise.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = f"Date: {now}. {machine_line(machine())}"
-    text = markdown(rows, command, header, args.draws)
+    write_rows(out / "draw_noise.csv", rows)
+    text = markdown(rows, command, run_header(), args.draws)
     (out / "draw_noise.md").write_text(text, encoding="utf-8")
     print(text)
     return 0

@@ -15,21 +15,18 @@ return. Torch keeps its default number of threads (what a user of the CLI gets).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import gpu_originals
 import torch
-from _common import command_line
+from _common import command_line, run_header, write_rows
 
 from recbole_attrcloak import compat
-from recbole_attrcloak.provenance import machine, machine_line
 
 MODES = ("df", "dd")
 
@@ -140,13 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in (int(s) for s in args.seeds.split(",")):
             rows.append(measure(args.model, seed, args.epochs, Path(tmp) / str(seed)))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "speed.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    header = f"Date: {now}. {machine_line(machine())} torch threads: {torch.get_num_threads()}."
+    write_rows(out / "speed.csv", rows)
+    header = f"{run_header()} torch threads: {torch.get_num_threads()}."
     (out / "speed.md").write_text(markdown(rows, command, header), encoding="utf-8")
     print((out / "speed.md").read_text())
     return 0
