@@ -72,3 +72,15 @@ def test_extra_draws_are_skipped_once_a_linear_critic_is_beyond_its_tolerance(mo
     objective.check(shifted)
     assert calls == [False, False]
     assert objective.distance() > 0.0
+
+
+def test_the_loss_without_gradient_is_the_checks_the_same_at_the_same_state():
+    x, y = _ring()
+    objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0, margin=0.0)
+    with torch.no_grad():
+        first, second = float(objective(x)), float(objective(x))
+    assert first == second  # fresh draws gave a different value at every call
+    expected = sum(z * z for z in objective.checked.values()) / len(objective.checked)
+    assert abs(first - expected) < 1e-6 * max(expected, 1.0)
+    with_gradient = objective(x.clone().requires_grad_())  # a step: this call's fresh draw
+    assert float(with_gradient) != first
