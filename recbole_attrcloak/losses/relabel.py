@@ -388,8 +388,8 @@ class RelabelingNull:
 
     def __call__(self, reps: Tensor) -> Tensor:
         """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random
-        features and folds. Also scores ``reps`` with the fixed check draws: always when
-        ``reps`` needs no gradient (a run's first and final scoring), in a step only once this
+        features and folds. Also scores ``reps`` with the fixed check draws: always when no
+        gradient is taken (a run's first and final scoring), in a step only once this
         draw puts every statistic within ``check_slack`` of its tolerance. Farther away the
         state cannot be at the target, and this draw's z stand in for the check's (``estimated``;
         two thirds of a step's time saved). Without gradient the loss is that of the check's z:
@@ -399,7 +399,7 @@ class RelabelingNull:
         zs = torch.stack(list(scored.values()))
         bounds = self._bound_table(tuple(scored), zs)
         beyond = float((zs.detach().abs() - bounds[:, 0]).max())
-        if not reps.requires_grad:
+        if not (torch.is_grad_enabled() and reps.requires_grad):  # a scoring, not a step
             self.check(reps)
             zs = torch.tensor([self.checked[k] for k in scored], dtype=zs.dtype, device=zs.device)
         elif beyond <= self.check_slack:
