@@ -38,9 +38,10 @@ Contrasts (``contrasts``) score, per attribute and kernel, the whitened critic's
 one's against their joint null (random labels move the two together).
 The stop reads each statistic's z averaged over fixed draws: ``CHECK_DRAWS`` of the folds (and
 of everything else), ``check_draws`` of the random features. One draw of 256 features moves a
-Gaussian critic's z by 0.5–2 null SDs at the same state (ml-100k BPR), noise that the
-permutation null does not hold: with two draws, runs spent most of their steps waiting on a
-statistic that only the check's features showed beyond its tolerance.
+Gaussian critic's z by about one null SD at the same state (ml-100k BPR:
+``benchmarks/results/draw_noise/``), noise that the permutation null does not hold: with two
+draws, runs spent most of their steps waiting on a statistic that only the check's features
+showed beyond its tolerance.
 
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
@@ -77,7 +78,7 @@ from recbole_attrcloak.losses.kernel_critics import (
     fourier_draw,
 )
 from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
-from recbole_attrcloak.losses.objective import TermReport
+from recbole_attrcloak.losses.stop_state import StopState
 
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
 
@@ -87,7 +88,7 @@ def _random(critic: str) -> bool:
     return critic.startswith("rbf")
 
 
-class RelabelingNull:
+class RelabelingNull(StopState):
     """The leakage objective: mean z² of the critics' U-statistics against the permutation null.
 
     ``labels``: attribute name → class codes per representation row (−1: unknown, e.g. RecBole's
@@ -409,22 +410,6 @@ class RelabelingNull:
             self.estimated = True
         return torch.relu(zs.abs() - bounds[:, 1]).square().mean()
 
-    def _bound_table(self, keys: tuple[tuple[str, str], ...], like: Tensor) -> Tensor:
-        """(n, 2) tolerance and margin of the statistics ``keys``, kept while the keys stay."""
-        if self._bound_cache is None or self._bound_cache[0] != keys:
-            table = [self._bounds(k) for k in keys]
-            self._bound_cache = keys, torch.tensor(table, dtype=like.dtype, device=like.device)
-        return self._bound_cache[1]
-
-    def _bounds(self, key: tuple[str, str]) -> tuple[float, float]:
-        """(tolerance, margin) of a statistic: the per-direction critics' are calibrated to
-        their number (``losses.directions.family_tolerance``)."""
-        if key[1].startswith("axis"):
-            return self.axis_tolerance, self.axis_margin
-        if key[0] in self.class_labelings:  # one class against the rest
-            return self.class_tolerance, self.class_margin
-        return self.tolerance, self.margin
-
     @torch.no_grad()
     def check(self, reps: Tensor) -> float:
         """The largest |z| under the fixed check draws, each statistic's z averaged over them
@@ -448,33 +433,3 @@ class RelabelingNull:
         self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
         self.estimated = False
         return self.max_abs_z
-
-    @property
-    def max_abs_z(self) -> float:
-        """The largest |z| of the last check."""
-        return max(abs(v) for v in self.checked.values())
-
-    def distance(self) -> float:
-        """How far the last state is from looking like a random relabeling: the largest |z|
-        beyond the tolerance (0 once every statistic is within it)."""
-        return max(0.0, *(abs(z) - self._bounds(k)[0] for k, z in self.checked.items()))
-
-    def terms(self) -> list[TermReport]:
-        """Every (attribute, critic) statistic of the last check as a z-score against the
-        random-relabeling null (target 0: what random labels show on average)."""
-        return [
-            TermReport(
-                f"{attr}/{critic}/z", z, 0.0, None, abs(z) <= self._bounds((attr, critic))[0]
-            )
-            for (attr, critic), z in self.checked.items()
-        ]
-
-    def progress(self) -> dict[str, float]:
-        """The largest |z| of the last state, how far any statistic is beyond its tolerance
-        (0 at the target) and whether the check scored it (1) or the step's own draw (0),
-        traced per step."""
-        return {
-            "max_abs_z": self.max_abs_z,
-            "beyond_tolerance": self.distance(),
-            "checked": float(not self.estimated),
-        }
