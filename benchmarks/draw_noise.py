@@ -30,6 +30,7 @@ from speed import load
 
 from recbole_attrcloak import compat
 from recbole_attrcloak.engine import build_objective
+from recbole_attrcloak.losses.relabel import CHECK_DRAWS, random_feature_critic
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 from recbole_attrcloak.unlearning.base import only_user_side
 
@@ -68,7 +69,7 @@ def draw_sd(model: str, seed: int, originals: Path, draws: int, work: Path) -> l
     rows = []
     for (name, scope), sds in sorted(grouped.items()):
         mean = sum(sds) / len(sds)
-        n_check = check if name.startswith("rbf") else 2
+        n_check = check if random_feature_critic(name) else CHECK_DRAWS
         rows.append(
             {
                 "model": model,
@@ -78,7 +79,7 @@ def draw_sd(model: str, seed: int, originals: Path, draws: int, work: Path) -> l
                 "statistics": len(sds),
                 "draw_sd_mean": round(mean, 3),
                 "draw_sd_max": round(max(sds), 3),
-                "stop_sd_2_draws": round(mean / math.sqrt(2), 3),
+                "stop_sd_2_draws": round(mean / math.sqrt(CHECK_DRAWS), 3),
                 "stop_sd_default": round(mean / math.sqrt(n_check), 3),
                 "df_steps": result.info["steps"],
             }

@@ -157,7 +157,7 @@ def test_the_diagonal_critic_is_per_coordinate_class_means_refitted_on_the_other
         train[fold] = False
         moments.append((x[train].mean(0), x[train].var(0)))
     mean, var = (torch.stack(m) for m in zip(*moments, strict=True))
-    got = _diagonal_scores(x, xf, xf - mean[:, None], onehot, index, mean, var, 2.0)
+    got = _diagonal_scores(xf, xf - mean[:, None], _padded(onehot, index), mean, var, 2.0)
     for i, fold in enumerate(folds):
         train = torch.ones(len(y), dtype=torch.bool)
         train[fold] = False

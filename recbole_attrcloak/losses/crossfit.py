@@ -58,10 +58,15 @@ def fold_layout(folds: Sequence[Tensor], m: int) -> tuple[Tensor, Tensor, Tensor
     return index, index < m, torch.cat(list(folds)).argsort()
 
 
-def _padded(x: Tensor, index: Tensor) -> Tensor:
-    """``x``'s rows (dim −2) at ``index`` (F, f), a zero row where the index is the padding."""
-    pad = x.new_zeros(*x.shape[:-2], 1, x.shape[-1])
-    return torch.cat([x, pad], -2)[..., index, :]
+def _padded(x: Tensor, index: Tensor, rows: Tensor | None = None) -> Tensor:
+    """``x``'s rows (m, C) at ``index`` (F, f), a zero row where the index is the padding:
+    (F, f, C); with ``rows`` (R, m), row shuffles (label permutations), the shuffled rows at
+    ``index`` for each, (R, F, f, C), in one gather (no (R, m, C) copy first)."""
+    padded = torch.cat([x, x.new_zeros(1, x.shape[-1])])
+    if rows is None:
+        return padded[index]
+    tail = torch.full((len(rows), 1), len(x), dtype=rows.dtype, device=rows.device)
+    return padded[torch.cat([rows, tail], 1)[:, index]]
 
 
 def crossfit_statistics(
@@ -108,8 +113,7 @@ def crossfit_statistics(
         # a permutation keeps the class sizes (and the targets' column sums): its targets are
         # the true targets' rows, shuffled
         r = len(permutations)
-        null_y = true_y[permutations]  # (R, m, C)
-        null_f = _padded(null_y, index)  # (R, F, f, C)
+        null_f = _padded(true_y, index, permutations)  # (R, F, f, C)
         own = torch.einsum("fud,rfuc->fdrc", xf.detach(), null_f)  # each fold's X_fᵀY_f
         null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
         null_rest = (y_sum - null_f.sum(2)).transpose(0, 1)  # (F, R, C)
@@ -163,15 +167,13 @@ def diagonal_statistics(
     out = []
     for codes, k in labelings:
         onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
-        score = _diagonal_scores(x, xf, centred, onehot, index, mean, var, threshold)
+        score = _diagonal_scores(xf, centred, _padded(onehot, index), mean, var, threshold)
         score = score[mask][order]
         with torch.no_grad():
             null = _diagonal_scores(
-                x.detach(),
                 xf.detach(),
                 centred.detach(),
-                onehot[permutations],  # (R, m, K)
-                index,
+                _padded(onehot, index, permutations),  # (R, F, f, K)
                 mean.detach(),
                 var.detach(),
                 threshold,
@@ -182,22 +184,19 @@ def diagonal_statistics(
 
 
 def _diagonal_scores(
-    x: Tensor,
     xf: Tensor,
     centred: Tensor,
-    onehot: Tensor,
-    index: Tensor,
+    fold_onehot: Tensor,
     mean: Tensor,
     var: Tensor,
     threshold: float,
 ) -> Tensor:
     """(…, F, f, K) scores of every fold's rows by the diagonal classifiers of the labelings
-    ``onehot`` (…, m, K) fitted on the other rows: ``xf`` the folds' rows at ``index`` (F, f;
-    zero padding), ``centred`` those minus each fold's training ``mean`` (F, d), ``var`` (F, d)
-    the training variance. Training class sums are all folds' minus the fold's (one-hot
-    products: on the CPU an index_add of the rows, with their copy per labeling, took twice as
-    long)."""
-    fold_onehot = _padded(onehot, index)
+    ``fold_onehot`` (…, F, f, K: one-hot labels of the folds' rows, ``_padded``) fitted on the
+    other rows: ``xf`` the folds' rows (F, f, d; zero padding), ``centred`` those minus each
+    fold's training ``mean`` (F, d), ``var`` (F, d) the training variance. Training class sums
+    are all folds' minus the fold's (one-hot products: on the CPU an index_add of the rows, with
+    their copy per labeling, took twice as long)."""
     per_fold = fold_onehot.transpose(-1, -2) @ xf  # (…, F, K, d)
     sums = per_fold.sum(-3, keepdim=True) - per_fold
     counts = fold_onehot.sum(-2)  # (…, F, K)

@@ -83,8 +83,10 @@ from recbole_attrcloak.losses.stop_state import StopState
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
 
 
-def _random(critic: str) -> bool:
-    """Whether a critic's statistic depends on the random features (a Gaussian kernel's)."""
+def random_feature_critic(critic: str) -> bool:
+    """Whether a critic's statistic depends on the random features (a Gaussian kernel's, or its
+    contrast): those the check averages over ``check_draws`` draws, the rest over
+    ``CHECK_DRAWS``."""
     return critic.startswith("rbf")
 
 
@@ -425,7 +427,7 @@ class RelabelingNull(StopState):
             if i == CHECK_DRAWS and any(  # beyond on a critic without random features: no
                 abs(sum(v) / len(v)) > self._bounds(k)[0]  # need to average those any further
                 for k, v in totals.items()
-                if not _random(k[1])
+                if not random_feature_critic(k[1])
             ):
                 break
             for key, z in self.zscores(reps, draw, random_only=i >= CHECK_DRAWS).items():
