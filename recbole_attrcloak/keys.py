@@ -186,6 +186,7 @@ KEYS: dict[str, Check] = {
     "au_mode": choice(Mode),
     "au_dd_retention": choice(DDRetention),
     "au_dd_topk": integer(1),
+    "au_dd_pairs": integer(1),
     "au_objective": choice(Objective),
     "au_kernel_gammas": listof(real("(0, inf)")),
     "au_features": integer(1),

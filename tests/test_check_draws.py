@@ -10,6 +10,7 @@ import math
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
+from recbole_attrcloak.losses.relabel import Scope
 
 
 def _ring(n: int = 400, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,7 +49,7 @@ def test_the_extra_draws_score_only_the_random_feature_critics():
     x, y = _ring()
     objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0)
     objective.check(x)  # fixes the standardisation and the check draws
-    names = {critic for _, critic in objective.statistics_at(x, 3, random_only=True)}
+    names = {critic for _, critic in objective.statistics_at(x, 3, Scope.RANDOM)}
     assert names and all(name.startswith("rbf") for name in names)
     assert {critic for _, critic in objective.statistics_at(x, 0)} > names
 
@@ -58,29 +59,40 @@ def test_extra_draws_are_skipped_once_a_linear_critic_is_beyond_its_tolerance(mo
     calls = []
     original = RelabelingNull.zscores
 
-    def counting(self, reps, draw=None, random_only=False):
-        calls.append(random_only)
-        return original(self, reps, draw, random_only)
+    def counting(self, reps, draw=None, scope=Scope.ALL):
+        calls.append(scope)
+        return original(self, reps, draw, scope)
 
     monkeypatch.setattr(RelabelingNull, "zscores", counting)
     objective = RelabelingNull({"a": y}, n_features=32, check_draws=6, seed=0)
     objective.check(x)
-    assert calls == [False, False, True, True, True, True]  # weak ring: every draw scored
+    assert calls == [Scope.ALL] * 2 + [Scope.RANDOM] * 4  # weak ring: every draw scored
     shifted = x.clone()
     shifted[y == 1, 3] += 1.0  # a class-mean shift: the linear critics far beyond tolerance
     calls.clear()
     objective.check(shifted)
-    assert calls == [False, False]
+    assert calls == [Scope.ALL, Scope.ALL]
     assert objective.distance() > 0.0
 
 
-def test_the_loss_without_gradient_is_the_checks_the_same_at_the_same_state():
-    x, y = _ring()
-    objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0, margin=0.0)
-    with torch.no_grad():
-        first, second = float(objective(x)), float(objective(x))
-    assert first == second  # fresh draws gave a different value at every call
-    expected = sum(z * z for z in objective.checked.values()) / len(objective.checked)
-    assert abs(first - expected) < 1e-6 * max(expected, 1.0)
-    with_gradient = objective(x.clone().requires_grad_())  # a step: this call's fresh draw
-    assert float(with_gradient) != first
+def test_a_steps_check_stops_at_a_linear_critic_beyond_tolerance_with_the_same_verdict():
+    x, y = _ring()  # the ring's leak is beyond tolerance for the Gaussian critics only
+    shifted = x.clone()
+    shifted[y == 1, 3] += 0.6  # and a class-mean shift: the linear critics beyond it too
+    linear, gaussian = ("a", "linear/ridge=inf"), ("a", "rbf1/ridge=inf")
+    for state, early in ((x, False), (shifted, True)):
+        full = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0)
+        staged = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0)
+        full.check(x)  # the original fixes the standardisation
+        staged.check(x)
+        full.check(state)
+        estimate = {key: 9.0 for key in full.checked}  # what a step's own draw would say
+        staged.check(state, estimate=estimate)
+        assert full.distance() > 0.0 and staged.distance() > 0.0  # the same verdict
+        assert staged.estimated == early  # stopped after the linear critics only then
+        assert abs(staged.checked[linear]) > 2.0 or not early
+        assert staged.checked[linear] == full.checked[linear]  # no draw changes it
+        if early:  # the rest stood in by the step's own z
+            assert staged.checked[gaussian] == 9.0
+        else:
+            assert staged.checked == full.checked

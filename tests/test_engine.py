@@ -229,6 +229,28 @@ def test_ranking_retention_pulls_the_original_top_items_up():
     assert full_bpr(moved) < full_bpr(users.detach())
 
 
+def test_ranking_retention_scores_its_number_of_pairs_per_user():
+    n_users, n_items, d = 5, 20, 3
+    gen = torch.Generator().manual_seed(2)
+    users = torch.randn(n_users, d, generator=gen, requires_grad=True)
+    items = torch.randn(n_items, d, generator=gen)
+    top = torch.tensor([[1, 2, 3]] * n_users)
+    excluded = torch.zeros(n_users, n_items, dtype=torch.bool)
+    excluded[:, :4] = True
+    seen = []
+
+    def score(u, i):
+        seen.append(u.clone())
+        return (users[u] * items[i]).sum(1)
+
+    for pairs in (16, 3):
+        seen.clear()
+        retention = RankingRetention(score, top, excluded, users.detach(), 0, gen, pairs=pairs)
+        retention(users, [users])
+        # positives then negatives, ``pairs`` of each per user
+        assert torch.equal(torch.bincount(seen[0], minlength=n_users), torch.full((5,), 2 * pairs))
+
+
 def test_representation_steps_are_pulled_back_through_the_representation():
     # reps = 3·table: the parameter's gradient is 3 × the step in representation space
     table = _table(8, 2).requires_grad_(True)

@@ -23,8 +23,9 @@ from torch import Tensor
 
 from recbole_attrcloak.losses import flat_grad
 
-#: Ranking retention: pairs per user and step, and uniform draws per negative.
-PAIRS_PER_USER = 64
+#: Ranking retention: pairs per user and step (the default of ``RankingRetention``), and uniform
+#: draws per negative.
+PAIRS_PER_USER = 16
 NEGATIVE_TRIES = 8
 
 
@@ -102,8 +103,8 @@ class RankingRetention:
     ``score(users, items)`` scores pairs of ids with the current parameters. ``top_items``
     (n, k) holds the original top-k items of users ``first_row`` … ``first_row + n − 1``, and
     ``excluded`` (bool, (n, n_items)) each user's items that are no negative (its training
-    items, its top-k, the padding item). Per step, ``PAIRS_PER_USER`` pairs per user: one of
-    its top-k against a random non-excluded item, drawn with ``generator``.
+    items, its top-k, the padding item). Per step, ``pairs`` pairs per user: one of its top-k
+    against a random non-excluded item, drawn with ``generator``.
     """
 
     space = Space.PARAMETERS
@@ -117,8 +118,10 @@ class RankingRetention:
         reference: Tensor,
         first_row: int = 0,
         generator: torch.Generator | None = None,
+        pairs: int = PAIRS_PER_USER,
     ) -> None:
         self.score = score
+        self.pairs = int(pairs)
         self.top_items, self.excluded = top_items, excluded
         self.anchor = DistanceRetention(reference, first_row)
         self.first_row = int(first_row)
@@ -129,7 +132,7 @@ class RankingRetention:
         n_users = self.top_items.shape[0]
         device = self.top_items.device
         users = torch.arange(self.first_row, self.first_row + n_users, device=device)
-        users = users.repeat(PAIRS_PER_USER)
+        users = users.repeat(self.pairs)
         rows = users - self.first_row
         pick = torch.randint(
             self.top_items.shape[1], (len(users),), generator=self.generator, device=device

@@ -97,6 +97,7 @@ class AttrCloakSettings:
     objective: Objective
     dd_retention: DDRetention
     dd_topk: int
+    dd_pairs: int  # ranking retention: sampled pairs per user and step
     solver: Solver
     fixed_alpha: float | None  # α_u of the fixed solver, else None
     learner: str
@@ -116,6 +117,7 @@ class AttrCloakSettings:
             "objective": objective,
             "dd_retention": DDRetention(settings["au_dd_retention"]),
             "dd_topk": int(settings["au_dd_topk"]),
+            "dd_pairs": int(settings["au_dd_pairs"]),
             "stop": StopRule.from_settings(settings),
         }
         if objective == Objective.RELABEL:

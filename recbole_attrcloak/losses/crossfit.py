@@ -40,33 +40,42 @@ def _soft_balanced(scores: Tensor, codes: Tensor, counts: Tensor, temperature: T
     """Mean over classes of the mean softmax probability of the true class; ``scores`` (R, m,
     K) for R labelings ``codes`` (R, m) with the same class sizes ``counts`` (K,)."""
     scaled = scores / temperature
-    # the true class's probability as exp(s_y − logsumexp s): on CPU, softmax over the short
-    # last axis of a few classes took three times as long
-    true = (scaled.gather(-1, codes.unsqueeze(-1)).squeeze(-1) - scaled.logsumexp(-1)).exp()
+    # the true class's probability as exp(s_y − max s) / Σ exp(s − max s), the max without
+    # gradient (it cancels): on CPU, softmax over the short last axis of a few classes took
+    # three times as long, logsumexp a third longer
+    shifted = (scaled - scaled.detach().amax(-1, keepdim=True)).exp()
+    true = shifted.gather(-1, codes.unsqueeze(-1)).squeeze(-1) / shifted.sum(-1)
     per_class = torch.zeros(len(true), len(counts), dtype=true.dtype, device=true.device)
     return (per_class.scatter_add(1, codes, true) / counts).mean(-1)
 
 
 def fold_layout(folds: Sequence[Tensor], m: int) -> tuple[Tensor, Tensor, Tensor]:
     """The folds as one (F, f) index of rows, padded with ``m`` (a zero row appended to the
-    data), its mask of real rows, and the order that puts the folds' rows (flattened, padding
-    dropped) back in their places: every fold is then scored by batched products, not a loop."""
+    data), the number of real rows in each fold (F,), and where each row sits in that layout
+    flattened (m,): every fold is then scored by batched products, not a loop, and one gather
+    puts the scores back in the rows' order."""
     width = max(len(f) for f in folds)
     index = torch.full((len(folds), width), m, dtype=torch.long, device=folds[0].device)
+    place = torch.empty(m, dtype=torch.long, device=folds[0].device)
     for i, fold in enumerate(folds):
         index[i, : len(fold)] = fold
-    return index, index < m, torch.cat(list(folds)).argsort()
+        place[fold] = i * width + torch.arange(len(fold), device=fold.device)
+    sizes = torch.tensor([len(f) for f in folds], device=folds[0].device)
+    return index, sizes, place
 
 
 def _padded(x: Tensor, index: Tensor, rows: Tensor | None = None) -> Tensor:
     """``x``'s rows (m, C) at ``index`` (F, f), a zero row where the index is the padding:
     (F, f, C); with ``rows`` (R, m), row shuffles (label permutations), the shuffled rows at
-    ``index`` for each, (R, F, f, C), in one gather (no (R, m, C) copy first)."""
+    ``index`` for each, side by side: (F, f, R·C), in one gather (no (R, m, C) copy first).
+    The shuffles then act as R·C more columns: one batched product per fold scores them all
+    (in an (R, F, f, C) layout, broadcasting the folds' rows over R copied them R times)."""
     padded = torch.cat([x, x.new_zeros(1, x.shape[-1])])
     if rows is None:
         return padded[index]
     tail = torch.full((len(rows), 1), len(x), dtype=rows.dtype, device=rows.device)
-    return padded[torch.cat([rows, tail], 1)[:, index]]
+    gathered = padded[torch.cat([rows, tail], 1)[:, index].permute(1, 2, 0)]  # (F, f, R, C)
+    return gathered.flatten(2)
 
 
 def crossfit_statistics(
@@ -91,9 +100,9 @@ def crossfit_statistics(
     widths = [k for _, k in labelings]
     true_y = torch.cat([_balanced_onehot(c, k, dtype=x.dtype) for c, k in labelings], 1)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    index, mask, order = fold_layout(folds, m)
+    index, sizes, place = fold_layout(folds, m)
     xf, yf = _padded(x, index), _padded(true_y, index)  # (F, f, d), (F, f, C)
-    n_train = (m - mask.sum(1)).to(x.dtype)  # (F,)
+    n_train = (m - sizes).to(x.dtype)  # (F,)
     # Xᵀ[X Y] over all rows; a fold's training part is this minus the fold's own rows. The
     # targets need no centring: the training rows' features are centred.
     x_sum, y_sum = x.sum(0), true_y.sum(0)
@@ -108,18 +117,18 @@ def crossfit_statistics(
     y_rest = y_sum - yf.sum(1)  # (F, C)
     xy = x.T @ true_y - xf.transpose(1, 2) @ yf - mean[:, :, None] * y_rest[:, None]
     test = xf - mean[:, None]  # (F, f, d)
-    scores = (test @ torch.cholesky_solve(xy, chol))[mask][order].split(widths, 1)
+    scores = (test @ torch.cholesky_solve(xy, chol)).flatten(0, 1)[place].split(widths, 1)
     with torch.no_grad():
         # a permutation keeps the class sizes (and the targets' column sums): its targets are
         # the true targets' rows, shuffled
-        r = len(permutations)
-        null_f = _padded(true_y, index, permutations)  # (R, F, f, C)
-        own = torch.einsum("fud,rfuc->fdrc", xf.detach(), null_f)  # each fold's X_fᵀY_f
+        r, c = len(permutations), true_y.shape[1]
+        null_f = _padded(true_y, index, permutations)  # (F, f, R·C)
+        own = xf.detach().transpose(1, 2) @ null_f  # each fold's X_fᵀY_f: (F, d, R·C)
         null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
-        null_rest = (y_sum - null_f.sum(2)).transpose(0, 1)  # (F, R, C)
-        null_xy -= mean.detach()[:, :, None, None] * null_rest[:, None]
-        weights = torch.cholesky_solve(null_xy.reshape(len(folds), d, -1), chol.detach())
-        null_scores = (test.detach() @ weights)[mask].reshape(m, r, -1)[order]
+        null_rest = y_sum.repeat(r) - null_f.sum(1)  # (F, R·C)
+        null_xy -= mean.detach()[:, :, None] * null_rest[:, None]
+        weights = torch.cholesky_solve(null_xy, chol.detach())
+        null_scores = (test.detach() @ weights).flatten(0, 1)[place].view(m, r, c)
         null_scores = null_scores.transpose(0, 1).split(widths, 2)
     return [
         _excess(codes, k, score, null_score, permutations, temperature)
@@ -157,9 +166,9 @@ def diagonal_statistics(
     sums (and moments) are all rows' minus the fold's; the folds are scored together. Cost
     O(R·m·K·d) per labeling."""
     m = len(x)
-    index, mask, order = fold_layout(folds, m)
+    index, sizes, place = fold_layout(folds, m)
     xf = _padded(x, index)  # (F, f, d)
-    n_train = (m - mask.sum(1)).to(x.dtype)[:, None]  # (F, 1)
+    n_train = (m - sizes).to(x.dtype)[:, None]  # (F, 1)
     mean = (x.sum(0) - xf.sum(1)) / n_train  # (F, d)
     sq = x.square().sum(0) - xf.square().sum(1)
     var = ((sq - n_train * mean.square()) / (n_train - 1.0)).clamp_min(1e-12)
@@ -168,17 +177,17 @@ def diagonal_statistics(
     for codes, k in labelings:
         onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
         score = _diagonal_scores(xf, centred, _padded(onehot, index), mean, var, threshold)
-        score = score[mask][order]
+        score = score.flatten(0, 1)[place]
         with torch.no_grad():
             null = _diagonal_scores(
                 xf.detach(),
                 centred.detach(),
-                _padded(onehot, index, permutations),  # (R, F, f, K)
+                _padded(onehot, index, permutations),  # (F, f, R·K)
                 mean.detach(),
                 var.detach(),
                 threshold,
-            )  # (R, F, f, K)
-            null_score = null[:, mask][:, order]
+            )  # (F, f, R·K)
+            null_score = null.flatten(0, 1)[place].view(m, len(permutations), k).transpose(0, 1)
         out.append(_excess(codes, k, score, null_score, permutations, temperature))
     return out
 
@@ -191,21 +200,30 @@ def _diagonal_scores(
     var: Tensor,
     threshold: float,
 ) -> Tensor:
-    """(…, F, f, K) scores of every fold's rows by the diagonal classifiers of the labelings
-    ``fold_onehot`` (…, F, f, K: one-hot labels of the folds' rows, ``_padded``) fitted on the
-    other rows: ``xf`` the folds' rows (F, f, d; zero padding), ``centred`` those minus each
-    fold's training ``mean`` (F, d), ``var`` (F, d) the training variance. Training class sums
-    are all folds' minus the fold's (one-hot products: on the CPU an index_add of the rows, with
-    their copy per labeling, took twice as long)."""
-    per_fold = fold_onehot.transpose(-1, -2) @ xf  # (…, F, K, d)
-    sums = per_fold.sum(-3, keepdim=True) - per_fold
-    counts = fold_onehot.sum(-2)  # (…, F, K)
-    n_train = counts.sum(-2, keepdim=True) - counts
-    size = n_train.clamp_min(1.0)[..., None]
-    shift = (sums - n_train[..., None] * mean[:, None]) / size  # class mean − mean (0 if empty)
-    z = shift / (var[:, None] / size).sqrt()
-    weights = shift / var[:, None] * torch.sigmoid(2.0 * (z.abs() - threshold))
-    return centred @ weights.transpose(-1, -2)
+    """(F, f, C) scores of every fold's rows by the diagonal classifiers of the labelings
+    ``fold_onehot`` (F, f, C: one-hot labels of the folds' rows, ``_padded``; C = R·K for R
+    labelings of K classes side by side) fitted on the other rows: ``xf`` the folds' rows
+    (F, f, d; zero padding), ``centred`` those minus each fold's training ``mean`` (F, d),
+    ``var`` (F, d) the training variance. Training class sums are all folds' minus the fold's
+    (one-hot products: on the CPU an index_add of the rows, with their copy per labeling, took
+    twice as long)."""
+    per_fold = xf.transpose(1, 2) @ fold_onehot  # (F, d, C)
+    sums = per_fold.sum(0, keepdim=True) - per_fold
+    counts = fold_onehot.sum(1)  # (F, C)
+    n_train = (counts.sum(0, keepdim=True) - counts)[:, None]  # (F, 1, C)
+    size = n_train.clamp_min(1.0)
+    shift = (sums - n_train * mean[:, :, None]) / size  # class mean − mean (0 if empty)
+    z = shift / (var[:, :, None] / size).sqrt()
+    weights = shift / var[:, :, None] * torch.sigmoid(2.0 * (z.abs() - threshold))
+    return centred @ weights
+
+
+def _groups(attributes: Sequence[_Attribute], n_rows: int) -> dict[str, list[_Attribute]]:
+    """The attributes by their users: those of all ``n_rows`` rows share folds and fits ("")."""
+    groups: dict[str, list[_Attribute]] = {}
+    for attr in attributes:
+        groups.setdefault("" if len(attr.users) == n_rows else attr.name, []).append(attr)
+    return groups
 
 
 class CrossFitCritics:
@@ -228,6 +246,12 @@ class CrossFitCritics:
         perms = [torch.randperm(m, generator=generator, device=device) for _ in range(n_perms)]
         return folds, torch.stack(perms)
 
+    def skip_fresh(self, attributes: Sequence[_Attribute], n_rows: int, generator, device) -> None:
+        """Draw from ``generator`` what a fresh call's folds and permutations would, unused: a
+        scoring that reads only the check draws leaves the steps' draws where they were."""
+        for attrs in _groups(attributes, n_rows).values():
+            self._splits(len(attrs[0].users), generator, device)
+
     def statistics(
         self,
         z: Tensor,
@@ -238,11 +262,8 @@ class CrossFitCritics:
         """(attribute, ``crossfit/ridge=r`` or ``crossfit/diagonal=t``) → (excess, spread) on
         the standardised representations ``z``; ``check``: the index of the check draw, None
         for a fresh one."""
-        groups: dict[str, list[_Attribute]] = {}
-        for attr in attributes:
-            groups.setdefault("" if len(attr.users) == len(z) else attr.name, []).append(attr)
         out = {}
-        for key, attrs in groups.items():
+        for key, attrs in _groups(attributes, len(z)).items():
             m = len(attrs[0].users)
             if check is None:
                 folds, perms = self._splits(m, generator, z.device)

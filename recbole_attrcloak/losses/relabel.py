@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from enum import Enum
 from typing import Any
 
 import torch
@@ -81,6 +82,16 @@ from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
 from recbole_attrcloak.losses.stop_state import StopState
 
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
+
+
+class Scope(Enum):
+    """Which statistics a call scores: all of them, only those of the random features (the
+    check's extra draws), or only those no draw changes (the linear critics, their contrasts
+    and the per-direction critics: the first stage of a step's check)."""
+
+    ALL = "all"
+    RANDOM = "random"
+    FIXED = "fixed"
 
 
 def random_feature_critic(critic: str) -> bool:
@@ -288,12 +299,12 @@ class RelabelingNull(StopState):
         return fourier_draw(gammas, self.dim, self.n_features, self.generator, self.dtype)
 
     def zscores(
-        self, reps: Tensor, draw: dict | None = None, random_only: bool = False
+        self, reps: Tensor, draw: dict | None = None, scope: Scope = Scope.ALL
     ) -> dict[tuple[str, str], Tensor]:
-        """z-score of every (attribute, critic) statistic; differentiable in ``reps`` (the null's
-        spread is a scale and carries no gradient). The first call fixes the standardisation
-        (the original representations)."""
-        stats = self.statistics(reps, draw, random_only)
+        """z-score of every (attribute, critic) statistic of ``scope``; differentiable in
+        ``reps`` (the null's spread is a scale and carries no gradient). The first call fixes the
+        standardisation (the original representations)."""
+        stats = self.statistics(reps, draw, scope)
         if not stats:
             return {}
         # one division for all: a few hundred scalar ops (and their backward) took a tenth of
@@ -303,11 +314,10 @@ class RelabelingNull(StopState):
         return dict(zip(stats, (excess / spread).unbind(), strict=True))
 
     def statistics(
-        self, reps: Tensor, draw: dict | None = None, random_only: bool = False
+        self, reps: Tensor, draw: dict | None = None, scope: Scope = Scope.ALL
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """For every (attribute, critic): U − E_π U (differentiable) and sd_π U (no gradient),
-        with ``draw``'s random features (a fresh draw if None); ``random_only``: only the
-        critics (and contrasts) of the random features."""
+        """For every (attribute, critic) of ``scope``: U − E_π U (differentiable) and sd_π U
+        (no gradient), with ``draw``'s random features (a fresh draw if None)."""
         if not self._ready:
             self._setup(reps)
         draw = draw if draw is not None else self._draw()
@@ -318,7 +328,7 @@ class RelabelingNull(StopState):
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma in {c.gamma for c in self.critics}:
-            if random_only and gamma is None:
+            if (gamma is None and scope is Scope.RANDOM) or (gamma and scope is Scope.FIXED):
                 continue
             feats = critic_features(z_in, gamma, draw)
             feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
@@ -339,31 +349,42 @@ class RelabelingNull(StopState):
                         block.names, excess.unbind(), spread.unbind(), strict=True
                     ):
                         out[name, critic.name] = e, sd
-                if self.spectral and gamma is None:
+                if self.spectral and gamma is None and scope is Scope.ALL:
                     for attr in self.attributes:
                         out.update(self._spectral(shared, attr, critic, refresh))
             if self.contrasts:
                 out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
-        if self.axes is not None and not random_only:
+        if self.axes is not None and scope is not Scope.RANDOM:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
-        if self.neighbours and not random_only:
+        if self.neighbours and scope is Scope.ALL:
             out.update(self._neighbour_statistics(z_in, index == 0))
-        if self.crossfit is not None and not random_only:
+        if self.crossfit is not None and scope is Scope.ALL:
             out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
         for b, (columns, block) in enumerate(self.column_blocks, 1):
-            stats = block.statistics_at(reps[:, columns], index, random_only)
+            stats = block.statistics_at(reps[:, columns], index, scope)
             for (name, critic), stat in stats.items():
                 out[name, f"{critic}@block{b}"] = stat
         return out
 
+    def _skip_fresh(self) -> None:
+        """Draw from the generators what a fresh ``statistics`` call would (random features,
+        folds and permutations, the column blocks' too), without scoring anything."""
+        self._draw()
+        if self.crossfit is not None:
+            self.crossfit.skip_fresh(
+                self.attributes, len(self.rows), self.generator, self.generator.device
+            )
+        for _, block in self.column_blocks:
+            block._skip_fresh()
+
     def statistics_at(
-        self, reps: Tensor, check: int | None, random_only: bool = False
+        self, reps: Tensor, check: int | None, scope: Scope = Scope.ALL
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """``statistics`` with the check draw of index ``check`` (None: a fresh draw)."""
         if not self._ready:
             self._setup(reps)
         draw = None if check is None else self._check_draws[check]
-        return self.statistics(reps, draw, random_only)
+        return self.statistics(reps, draw, scope)
 
     def _neighbour_statistics(
         self, z_in: Tensor, rebuild: bool
@@ -398,30 +419,45 @@ class RelabelingNull(StopState):
         two thirds of a step's time saved). Without gradient the loss is that of the check's z:
         a run's first and final scoring then compare like with like (one fresh draw's loss moved
         threefold at the same state on the toy data of tests/test_pipeline.py)."""
-        scored = self.zscores(reps)  # drawn in every call: the steps see the same draws
+        if not (torch.is_grad_enabled() and reps.requires_grad):  # a scoring, not a step
+            self.check(reps)
+            self._skip_fresh()  # drawn, unused, in every call: the steps see the same draws
+            zs = torch.tensor(list(self.checked.values()), dtype=reps.dtype, device=reps.device)
+            bounds = self._bound_table(tuple(self.checked), zs)
+            return torch.relu(zs.abs() - bounds[:, 1]).square().mean()
+        scored = self.zscores(reps)
         zs = torch.stack(list(scored.values()))
         bounds = self._bound_table(tuple(scored), zs)
         beyond = float((zs.detach().abs() - bounds[:, 0]).max())
-        if not (torch.is_grad_enabled() and reps.requires_grad):  # a scoring, not a step
-            self.check(reps)
-            zs = torch.tensor([self.checked[k] for k in scored], dtype=zs.dtype, device=zs.device)
-        elif beyond <= self.check_slack:
-            self.check(reps)
+        if beyond <= self.check_slack:
+            self.check(reps, estimate=dict(zip(scored, zs.detach().tolist(), strict=True)))
         else:
             self.checked = dict(zip(scored, zs.detach().tolist(), strict=True))
             self.estimated = True
         return torch.relu(zs.abs() - bounds[:, 1]).square().mean()
 
     @torch.no_grad()
-    def check(self, reps: Tensor) -> float:
+    def check(self, reps: Tensor, estimate: Mapping[tuple[str, str], float] | None = None) -> float:
         """The largest |z| under the fixed check draws, each statistic's z averaged over them
         (for stopping and keeping states): ``CHECK_DRAWS`` draws score every critic, the rest
         only those of the random features. One draw's random-feature and fold noise made runs
-        wait on a statistic that only that draw showed beyond its tolerance."""
+        wait on a statistic that only that draw showed beyond its tolerance.
+
+        ``estimate`` (a step's own z): the statistics no draw changes are scored first, and when
+        one is beyond its tolerance the state cannot meet the target whatever the draws show:
+        the check stops there, with ``estimate`` standing in for the rest (``estimated``). On
+        ml-100k BPR every check that failed had a linear statistic beyond its tolerance; the
+        stop decisions are the same as the full check's."""
         if not self._ready:
             self._setup(reps)
         self._checks += 1
         reps = reps.detach()
+        if estimate is not None:
+            fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
+            if any(abs(float(z)) > self._bounds(k)[0] for k, z in fixed.items()):
+                self.checked = {**estimate, **{k: float(z) for k, z in fixed.items()}}
+                self.estimated = True
+                return self.max_abs_z
         totals: dict[tuple[str, str], list[float]] = {}
         for i, draw in enumerate(self._check_draws):
             if i == CHECK_DRAWS and any(  # beyond on a critic without random features: no
@@ -430,7 +466,8 @@ class RelabelingNull(StopState):
                 if not random_feature_critic(k[1])
             ):
                 break
-            for key, z in self.zscores(reps, draw, random_only=i >= CHECK_DRAWS).items():
+            scope = Scope.RANDOM if i >= CHECK_DRAWS else Scope.ALL
+            for key, z in self.zscores(reps, draw, scope).items():
                 totals.setdefault(key, []).append(float(z))
         self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
         self.estimated = False

@@ -92,6 +92,7 @@ def _ranking(
         reference,
         first_row=1,
         generator=generator,
+        pairs=settings.dd_pairs,
     )
 
 
