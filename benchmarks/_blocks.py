@@ -60,6 +60,8 @@ def _registry() -> dict[str, Source]:
         "scale": Source("scale", _studies_md.scale_block),
         "distributions": Source("distributions", _studies_md.distributions_block),
         "draw_noise": Source("draw_noise", _studies_md.draw_noise_block),
+        "speed": Source("speed", _studies_md.speed_block),
+        "dd_pairs": Source("dd_pairs", _studies_md.dd_pairs_block),
         "mutation": Source("mutation", _mutation_md.mutation_block),
         "mutation_focus": Source("mutation/focus", _mutation_md.focus_block),
     }

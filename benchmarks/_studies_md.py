@@ -124,3 +124,64 @@ def draw_noise_block(results: Path, link: str) -> str:
         ["critic", "scope", "one draw", "stop, 2 draws", "stop, default draws"], rows
     )
     return "\n".join([head, "", *table])
+
+
+def speed_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``speed`` block: AttrCloak's unloaded wall time per seed against the
+    original's training (``benchmarks/speed.py``) and issue 12's two bars on the medians."""
+    path = results / "speed.csv"
+    if not path.is_file():
+        return f"No speed results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path, comment="#")
+    rows = [
+        [
+            f"{r.model} {r.seed}",
+            f"{r.train_s:.1f}",
+            f"{r.df_seconds:.2f} ({r.df_steps})",
+            f"{r.dd_seconds:.2f} ({r.dd_steps})",
+            f"{100 * r.dd_share:.1f} %",
+        ]
+        for r in frame.itertuples()
+    ]
+    df, dd = frame["df_seconds"].median(), frame["dd_share"].median()
+    head = (
+        f"From [`speed.csv`]({link}/speed.csv) (generated; [`speed.md`]({link}/speed.md) has "
+        "the command, date and machine): one job at a time, the original trained and timed "
+        "first, then unlearned with the defaults; seconds (steps)."
+    )
+    table = markdown_table(
+        ["original", "training s", "DF s (steps)", "DD s (steps)", "DD / training"], rows
+    )
+    tail = (
+        f"Medians: DF {df:.2f} s (bar 2 s: {'met' if df <= 2.0 else 'not met'}), DD "
+        f"{100 * dd:.1f} % of the training (bar 25 %: {'met' if dd <= 0.25 else 'not met'})."
+    )
+    return "\n".join([head, "", *table, tail])
+
+
+def dd_pairs_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``dd_pairs`` block: NDCG@10 kept, steps and seconds of DD runs with
+    fewer ranking pairs per user (``benchmarks/dd_pairs.py``), per seed and on average."""
+    path = results / "dd_pairs.csv"
+    if not path.is_file():
+        return f"No DD pair-count results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path, comment="#")
+    seeds = sorted(frame["seed"].unique())
+    rows = []
+    for pairs, group in sorted(frame.groupby("pairs"), key=lambda g: -g[0]):
+        by_seed = group.set_index("seed")
+        cells = [
+            f"{by_seed.at[s, 'ndcg_kept_pct']:.2f} % ({by_seed.at[s, 'steps']}, "
+            f"{by_seed.at[s, 'seconds']:.2f} s)"
+            if s in by_seed.index
+            else ""
+            for s in seeds
+        ]
+        rows.append([str(pairs), *cells, f"{group['ndcg_kept_pct'].mean():.2f} %"])
+    head = (
+        f"From [`dd_pairs.csv`]({link}/dd_pairs.csv) (generated; [`dd_pairs.md`]({link}/"
+        f"dd_pairs.md) has the command, date and machine): ml-100k {frame['model'].iloc[0]}, "
+        "DD with the defaults but the pairs per user; NDCG@10 kept (steps, seconds)."
+    )
+    table = markdown_table(["pairs", *(f"seed {s}" for s in seeds), "mean kept"], rows)
+    return "\n".join([head, "", *table])

@@ -152,3 +152,34 @@ def test_the_draw_noise_block_averages_over_seeds_and_leaves_out_the_linear_crit
     assert "linear/" not in block.split("|---|")[-1]  # no row for the critics without draws
     assert "seeds 2020, 2021" in block
     assert "No draw-noise" in _studies_md.draw_noise_block(tmp_path / "none", "link")
+
+
+def test_the_speed_block_reads_the_medians_against_issue_12s_bars(tmp_path):
+    import _studies_md
+
+    columns = ["model", "seed", "train_s", "df_seconds", "df_steps", "dd_seconds", "dd_steps"]
+    rows = [("BPR", 2020, 10.0, 1.5, 20, 2.0, 22), ("BPR", 2021, 10.0, 2.5, 30, 3.0, 33)]
+    rows.append(("BPR", 2022, 8.0, 1.9, 25, 2.4, 26))
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["dd_share"] = frame["dd_seconds"] / frame["train_s"]
+    frame.to_csv(tmp_path / "speed.csv", index=False)
+    block = _studies_md.speed_block(tmp_path, "link")
+    assert "| BPR 2021 | 10.0 | 2.50 (30) | 3.00 (33) | 30.0 % |" in block
+    # medians: DF 1.9 s (met), DD 30 % (2.4 / 8; not met)
+    assert "DF 1.90 s (bar 2 s: met), DD 30.0 % of the training (bar 25 %: not met)" in block
+    assert "No speed results" in _studies_md.speed_block(tmp_path / "none", "link")
+
+
+def test_the_dd_pairs_block_has_a_row_per_pair_count_and_the_mean_kept(tmp_path):
+    import _studies_md
+
+    rows = [
+        {"model": "BPR", "seed": s, "pairs": p, "ndcg_kept_pct": k, "steps": 20, "seconds": t}
+        for s, p, k, t in [(1, 64, 98.0, 4.0), (2, 64, 97.0, 5.0), (1, 16, 98.5, 2.0)]
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "dd_pairs.csv", index=False)
+    block = _studies_md.dd_pairs_block(tmp_path, "link")
+    table = block.split("|---|")[-1]
+    assert table.index("| 64 |") < table.index("| 16 |")  # most pairs first
+    assert "| 64 | 98.00 % (20, 4.00 s) | 97.00 % (20, 5.00 s) | 97.50 % |" in block
+    assert "| 16 | 98.50 % (20, 2.00 s) |  | 98.50 % |" in block  # seed 2 not run
