@@ -30,7 +30,7 @@ from speed import load
 
 from recbole_attrcloak import compat
 from recbole_attrcloak.engine import build_objective
-from recbole_attrcloak.losses.relabel import CHECK_DRAWS, random_feature_critic
+from recbole_attrcloak.losses.stop_state import CHECK_DRAWS, random_feature_critic
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 from recbole_attrcloak.unlearning.base import only_user_side
 

@@ -10,7 +10,7 @@ import math
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
-from recbole_attrcloak.losses.relabel import Scope
+from recbole_attrcloak.losses.stop_state import Scope
 
 
 def _ring(n: int = 400, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -41,7 +41,8 @@ of everything else), ``check_draws`` of the random features. One draw of 256 fea
 Gaussian critic's z by about one null SD at the same state (ml-100k BPR:
 ``benchmarks/results/draw_noise/``), noise that the permutation null does not hold: with two
 draws, runs spent most of their steps waiting on a statistic that only the check's features
-showed beyond its tolerance.
+showed beyond its tolerance. A step's check scores the statistics no draw changes first and
+stops at one beyond its tolerance (``losses.stop_state``: the state cannot be at the target).
 
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
@@ -50,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from enum import Enum
 from typing import Any
 
 import torch
@@ -79,26 +79,11 @@ from recbole_attrcloak.losses.kernel_critics import (
     fourier_draw,
 )
 from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
-from recbole_attrcloak.losses.stop_state import StopState
-
-CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
-
-
-class Scope(Enum):
-    """Which statistics a call scores: all of them, only those of the random features (the
-    check's extra draws), or only those no draw changes (the linear critics, their contrasts
-    and the per-direction critics: the first stage of a step's check)."""
-
-    ALL = "all"
-    RANDOM = "random"
-    FIXED = "fixed"
-
-
-def random_feature_critic(critic: str) -> bool:
-    """Whether a critic's statistic depends on the random features (a Gaussian kernel's, or its
-    contrast): those the check averages over ``check_draws`` draws, the rest over
-    ``CHECK_DRAWS``."""
-    return critic.startswith("rbf")
+from recbole_attrcloak.losses.stop_state import (
+    CHECK_DRAWS,
+    Scope,
+    StopState,
+)
 
 
 class RelabelingNull(StopState):
@@ -328,7 +313,8 @@ class RelabelingNull(StopState):
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma in {c.gamma for c in self.critics}:
-            if (gamma is None and scope is Scope.RANDOM) or (gamma and scope is Scope.FIXED):
+            # RANDOM leaves out the linear kernel, FIXED the Gaussian ones
+            if scope is not Scope.ALL and (gamma is None) == (scope is Scope.RANDOM):
                 continue
             feats = critic_features(z_in, gamma, draw)
             feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
@@ -435,40 +421,3 @@ class RelabelingNull(StopState):
             self.checked = dict(zip(scored, zs.detach().tolist(), strict=True))
             self.estimated = True
         return torch.relu(zs.abs() - bounds[:, 1]).square().mean()
-
-    @torch.no_grad()
-    def check(self, reps: Tensor, estimate: Mapping[tuple[str, str], float] | None = None) -> float:
-        """The largest |z| under the fixed check draws, each statistic's z averaged over them
-        (for stopping and keeping states): ``CHECK_DRAWS`` draws score every critic, the rest
-        only those of the random features. One draw's random-feature and fold noise made runs
-        wait on a statistic that only that draw showed beyond its tolerance.
-
-        ``estimate`` (a step's own z): the statistics no draw changes are scored first, and when
-        one is beyond its tolerance the state cannot meet the target whatever the draws show:
-        the check stops there, with ``estimate`` standing in for the rest (``estimated``). On
-        ml-100k BPR every check that failed had a linear statistic beyond its tolerance; the
-        stop decisions are the same as the full check's."""
-        if not self._ready:
-            self._setup(reps)
-        self._checks += 1
-        reps = reps.detach()
-        if estimate is not None:
-            fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
-            if any(abs(float(z)) > self._bounds(k)[0] for k, z in fixed.items()):
-                self.checked = {**estimate, **{k: float(z) for k, z in fixed.items()}}
-                self.estimated = True
-                return self.max_abs_z
-        totals: dict[tuple[str, str], list[float]] = {}
-        for i, draw in enumerate(self._check_draws):
-            if i == CHECK_DRAWS and any(  # beyond on a critic without random features: no
-                abs(sum(v) / len(v)) > self._bounds(k)[0]  # need to average those any further
-                for k, v in totals.items()
-                if not random_feature_critic(k[1])
-            ):
-                break
-            scope = Scope.RANDOM if i >= CHECK_DRAWS else Scope.ALL
-            for key, z in self.zscores(reps, draw, scope).items():
-                totals.setdefault(key, []).append(float(z))
-        self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
-        self.estimated = False
-        return self.max_abs_z

@@ -1,24 +1,48 @@
-"""What the stop reads of the random-relabeling objective (``losses.relabel``): each statistic's
-tolerance and margin, and from the last check's z-scores the largest |z|, the distance to the
-target, the per-term report and the per-step progress.
+"""The stop of the random-relabeling objective (``losses.relabel``): the check that scores a state
+with the fixed check draws, each statistic's tolerance and margin, and from the last check's
+z-scores the largest |z|, the distance to the target, the per-term report and the per-step
+progress.
 
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from enum import Enum
+
 import torch
 from torch import Tensor
 
 from recbole_attrcloak.losses.objective import TermReport
 
+CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
+
+
+class Scope(Enum):
+    """Which statistics a call scores: all of them, only those of the random features (the
+    check's extra draws), or only those no draw changes (the linear critics, their contrasts
+    and the per-direction critics: the first stage of a step's check)."""
+
+    ALL = "all"
+    RANDOM = "random"
+    FIXED = "fixed"
+
+
+def random_feature_critic(critic: str) -> bool:
+    """Whether a critic's statistic depends on the random features (a Gaussian kernel's, or its
+    contrast): those the check averages over ``check_draws`` draws, the rest over
+    ``CHECK_DRAWS``."""
+    return critic.startswith("rbf")
+
 
 class StopState:
-    """Mixin of ``RelabelingNull``: reads its ``checked`` (statistic → z of the last check, or
-    of the step's own draw when ``estimated``), its tolerances and margins (``tolerance``,
-    ``margin``; ``class_tolerance``/``class_margin`` for the one-vs-rest labelings in
-    ``class_labelings``; ``axis_tolerance``/``axis_margin`` for the per-direction critics) and
-    keeps ``_bound_cache``."""
+    """Mixin of ``RelabelingNull``: scores a state with its check draws (``_check_draws``,
+    through ``zscores``) into ``checked`` (statistic → z of the last check, or of the step's own
+    draw when ``estimated``), reads its tolerances and margins (``tolerance``, ``margin``;
+    ``class_tolerance``/``class_margin`` for the one-vs-rest labelings in ``class_labelings``;
+    ``axis_tolerance``/``axis_margin`` for the per-direction critics) and keeps
+    ``_bound_cache``."""
 
     checked: dict[tuple[str, str], float]
     estimated: bool
@@ -69,3 +93,40 @@ class StopState:
             "beyond_tolerance": self.distance(),
             "checked": float(not self.estimated),
         }
+
+    @torch.no_grad()
+    def check(self, reps: Tensor, estimate: Mapping[tuple[str, str], float] | None = None) -> float:
+        """The largest |z| under the fixed check draws, each statistic's z averaged over them
+        (for stopping and keeping states): ``CHECK_DRAWS`` draws score every critic, the rest
+        only those of the random features. One draw's random-feature and fold noise made runs
+        wait on a statistic that only that draw showed beyond its tolerance.
+
+        ``estimate`` (a step's own z): the statistics no draw changes are scored first, and when
+        one is beyond its tolerance the state cannot meet the target whatever the draws show:
+        the check stops there, with ``estimate`` standing in for the rest (``estimated``). On
+        ml-100k BPR every check that failed had a linear statistic beyond its tolerance; the
+        stop decisions are the same as the full check's."""
+        if not self._ready:
+            self._setup(reps)
+        self._checks += 1
+        reps = reps.detach()
+        if estimate is not None:
+            fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
+            if any(abs(float(z)) > self._bounds(k)[0] for k, z in fixed.items()):
+                self.checked = {**estimate, **{k: float(z) for k, z in fixed.items()}}
+                self.estimated = True
+                return self.max_abs_z
+        totals: dict[tuple[str, str], list[float]] = {}
+        for i, draw in enumerate(self._check_draws):
+            if i == CHECK_DRAWS and any(  # beyond on a critic without random features: no
+                abs(sum(v) / len(v)) > self._bounds(k)[0]  # need to average those any further
+                for k, v in totals.items()
+                if not random_feature_critic(k[1])
+            ):
+                break
+            scope = Scope.RANDOM if i >= CHECK_DRAWS else Scope.ALL
+            for key, z in self.zscores(reps, draw, scope).items():
+                totals.setdefault(key, []).append(float(z))
+        self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
+        self.estimated = False
+        return self.max_abs_z
