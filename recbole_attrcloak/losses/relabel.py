@@ -416,7 +416,10 @@ class RelabelingNull(StopState):
         bounds = self._bound_table(tuple(scored), zs)
         beyond = float((zs.detach().abs() - bounds[:, 0]).max())
         if beyond <= self.check_slack:
-            self.check(reps, estimate=dict(zip(scored, zs.detach().tolist(), strict=True)))
+            # staged (stops at a certain failure) unless the check rebuilds what the loss reuses
+            staged = not (self.spectral or self.neighbours)
+            estimate = dict(zip(scored, zs.detach().tolist(), strict=True)) if staged else None
+            self.check(reps, estimate=estimate)
         else:
             self.checked = dict(zip(scored, zs.detach().tolist(), strict=True))
             self.estimated = True

@@ -105,7 +105,8 @@ class StopState:
         one is beyond its tolerance the state cannot meet the target whatever the draws show:
         the check stops there, with ``estimate`` standing in for the rest (``estimated``). On
         ml-100k BPR every check that failed had a linear statistic beyond its tolerance; the
-        stop decisions are the same as the full check's."""
+        stop decisions are the same as the full check's. (``RelabelingNull`` passes none with
+        spectral or neighbour critics: their check rebuilds the nulls and graph the loss reuses.)"""
         if not self._ready:
             self._setup(reps)
         self._checks += 1
