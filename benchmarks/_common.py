@@ -184,3 +184,54 @@ def run_header() -> str:
     """The date (UTC) and this machine, as a results file's Markdown twin states them."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"Date: {now}. {machine_line(machine())}"
+
+
+def study_parser(doc: str, name: str, originals: bool = True) -> argparse.ArgumentParser:
+    """The options of a per-seed study (``speed.py``, ``draw_noise.py``, ``dd_pairs.py``):
+    ``--originals`` (when it reads checkpoints), ``--model``, ``--seeds`` and ``--out``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    if originals:
+        parser.add_argument(
+            "--originals", required=True, help="folder of <model>-ml-100k-<seed>.pth"
+        )
+    parser.add_argument("--model", default="BPR")
+    parser.add_argument("--seeds", default="2020,2021,2022")
+    parser.add_argument("--out", required=True, help=f"folder for {name}.csv and {name}.md")
+    return parser
+
+
+def run_study(
+    seeds: str,
+    one_seed: Callable[[int, Path], list[dict[str, Any]]],
+    out: Path,
+    name: str,
+    markdown: Callable[[list[dict[str, Any]], str, str], str],
+) -> int:
+    """Each seed's rows (``one_seed(seed, work)``, a fresh temporary folder each), written to
+    ``out/<name>.csv`` and rendered by ``markdown(rows, command, header)`` to ``<name>.md``
+    (printed too); the header states the date, machine and torch threads."""
+    import tempfile
+
+    import torch
+
+    from recbole_attrcloak import compat
+
+    if hasattr(compat, "apply_runtime_shims"):
+        compat.apply_runtime_shims()
+    command = command_line()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in (int(s) for s in seeds.split(",")):
+            rows += one_seed(seed, Path(tmp) / str(seed))
+    write_rows(out / f"{name}.csv", rows)
+    header = f"{run_header()} torch threads: {torch.get_num_threads()}."
+    text = markdown(rows, command, header)
+    (out / f"{name}.md").write_text(text, encoding="utf-8")
+    print(text)
+    return 0
+
+
+def study_head(title: str, command: str, header: str, note: str) -> list[str]:
+    """The opening lines of a study's Markdown twin: its title, command, date and machine, and
+    what its cells hold."""
+    return [f"# {title}", "", f"Command: `{command}`. {header}", "", note, ""]

@@ -14,18 +14,14 @@ RecBole's evaluator against the original's. Wall time from the defence's start t
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import torch
-from _common import command_line, run_header, write_rows
+from _common import run_study, study_head, study_parser
 from speed import load
 
-from recbole_attrcloak import compat
 from recbole_attrcloak.backbone import evaluate_utility, user_representations
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 
@@ -73,14 +69,13 @@ def markdown(rows: list[dict[str, Any]], command: str, header: str) -> str:
     seeds = sorted({r["seed"] for r in rows})
     counts = sorted({r["pairs"] for r in rows}, reverse=True)
     by = {(r["pairs"], r["seed"]): r for r in rows}
-    lines = [
-        "# DD's ranking retention with fewer pairs per user (ml-100k, CPU)",
-        "",
-        f"Command: `{command}`. {header}",
-        "",
+    title = "DD's ranking retention with fewer pairs per user (ml-100k, CPU)"
+    note = (
         "Cells: NDCG@10 kept (%), steps, seconds of the DD run (product defaults but "
-        "`au_dd_pairs`), one run at a time.",
-        "",
+        "`au_dd_pairs`), one run at a time."
+    )
+    lines = [
+        *study_head(title, command, header, note),
         "| pairs per user | " + " | ".join(f"seed {s}" for s in seeds) + " | mean kept "
         "| median s |",
         "|---|" + "---|" * (len(seeds) + 2),
@@ -95,28 +90,15 @@ def markdown(rows: list[dict[str, Any]], command: str, header: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--originals", required=True, help="folder of <model>-ml-100k-<seed>.pth")
-    parser.add_argument("--model", default="BPR")
-    parser.add_argument("--seeds", default="2020,2021,2022")
+    parser = study_parser(__doc__, "dd_pairs")
     parser.add_argument("--pairs", default="64,16,8", help="au_dd_pairs values, one run each")
-    parser.add_argument("--out", required=True, help="folder for dd_pairs.csv and .md")
     args = parser.parse_args(argv)
-    if hasattr(compat, "apply_runtime_shims"):
-        compat.apply_runtime_shims()
-    command = command_line()
     pairs = [int(p) for p in args.pairs.split(",")]
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            work = Path(tmp) / str(seed)
-            rows += pairs_runs(args.model, seed, Path(args.originals), pairs, work)
-    out = Path(args.out)
-    write_rows(out / "dd_pairs.csv", rows)
-    header = f"{run_header()} torch threads: {torch.get_num_threads()}."
-    (out / "dd_pairs.md").write_text(markdown(rows, command, header), encoding="utf-8")
-    print((out / "dd_pairs.md").read_text())
-    return 0
+
+    def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
+        return pairs_runs(args.model, seed, Path(args.originals), pairs, work)
+
+    return run_study(args.seeds, one_seed, Path(args.out), "dd_pairs", markdown)
 
 
 if __name__ == "__main__":

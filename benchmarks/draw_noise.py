@@ -17,18 +17,15 @@ cross-fitted critics are averaged over 2 draws whatever ``au_check_draws``). Wri
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from _common import command_line, run_header, write_rows
+from _common import run_study, study_head, study_parser
 from speed import load
 
-from recbole_attrcloak import compat
 from recbole_attrcloak.engine import build_objective
 from recbole_attrcloak.losses.stop_state import CHECK_DRAWS, random_feature_critic
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
@@ -92,16 +89,15 @@ def markdown(rows: list[dict[str, Any]], command: str, header: str, draws: int) 
     seeds = sorted({r["seed"] for r in rows})
     families = sorted({(r["critic"], r["scope"]) for r in rows}, key=lambda f: (f[1], f[0]))
     by = {(r["critic"], r["scope"], r["seed"]): r for r in rows}
-    lines = [
-        "# One draw's noise in the relabel objective's z (ml-100k, at the DF stop)",
-        "",
-        f"Command: `{command}`. {header}",
-        "",
+    title = "One draw's noise in the relabel objective's z (ml-100k, at the DF stop)"
+    note = (
         f"Each statistic's z at the state where the default DF run stopped, over {draws} fresh "
         "draws (features, folds, permutations); z is in null SDs, so its SD across draws is "
         "noise the permutation null does not hold. Cells: mean SD over the family's statistics "
-        "(largest); the stop's SD with the default number of check draws.",
-        "",
+        "(largest); the stop's SD with the default number of check draws."
+    )
+    lines = [
+        *study_head(title, command, header, note),
         "| critic | scope | " + " | ".join(f"seed {s}" for s in seeds) + " | stop SD, 2 draws "
         "| stop SD, default |",
         "|---|---|" + "---|" * (len(seeds) + 2),
@@ -122,27 +118,17 @@ def markdown(rows: list[dict[str, Any]], command: str, header: str, draws: int) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--originals", required=True, help="folder of <model>-ml-100k-<seed>.pth")
-    parser.add_argument("--model", default="BPR")
-    parser.add_argument("--seeds", default="2020,2021,2022")
+    parser = study_parser(__doc__, "draw_noise")
     parser.add_argument("--draws", type=int, default=40)
-    parser.add_argument("--out", required=True, help="folder for draw_noise.csv and .md")
     args = parser.parse_args(argv)
-    if hasattr(compat, "apply_runtime_shims"):
-        compat.apply_runtime_shims()
-    command = command_line()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            work = Path(tmp) / str(seed)
-            rows += draw_sd(args.model, seed, Path(args.originals), args.draws, work)
-    out = Path(args.out)
-    write_rows(out / "draw_noise.csv", rows)
-    text = markdown(rows, command, run_header(), args.draws)
-    (out / "draw_noise.md").write_text(text, encoding="utf-8")
-    print(text)
-    return 0
+
+    def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
+        return draw_sd(args.model, seed, Path(args.originals), args.draws, work)
+
+    def render(rows: list[dict[str, Any]], command: str, header: str) -> str:
+        return markdown(rows, command, header, args.draws)
+
+    return run_study(args.seeds, one_seed, Path(args.out), "draw_noise", render)
 
 
 if __name__ == "__main__":

@@ -14,19 +14,14 @@ return. Torch keeps its default number of threads (what a user of the CLI gets).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import gpu_originals
-import torch
-from _common import command_line, run_header, write_rows
-
-from recbole_attrcloak import compat
+from _common import run_study, study_head, study_parser
 
 MODES = ("df", "dd")
 
@@ -88,15 +83,14 @@ def measure(model: str, seed: int, epochs: int, work: Path) -> dict[str, Any]:
 
 def markdown(rows: list[dict[str, Any]], command: str, header: str) -> str:
     """speed.md: the table per seed, the medians and issue 12's two bars."""
-    lines = [
-        "# AttrCloak's wall time against the original's training (ml-100k, CPU)",
-        "",
-        f"Command: `{command}`. {header}",
-        "",
+    title = "AttrCloak's wall time against the original's training (ml-100k, CPU)"
+    note = (
         "One job at a time; torch's default threads; the original trained with "
         "`benchmarks/gpu_originals.py` (`configs/default.yaml`, epoch cap, RecBole's early "
-        "stopping), then unlearned with the product's defaults (`run_attrcloak`, no audit).",
-        "",
+        "stopping), then unlearned with the product's defaults (`run_attrcloak`, no audit)."
+    )
+    lines = [
+        *study_head(title, command, header, note),
         "| model | seed | original training s (best epoch) | DF s | DF steps (stop) "
         "| DD s | DD steps (stop) | DD / training |",
         "|---|---|---|---|---|---|---|---|",
@@ -123,25 +117,14 @@ def markdown(rows: list[dict[str, Any]], command: str, header: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="BPR")
-    parser.add_argument("--seeds", default="2020,2021,2022")
+    parser = study_parser(__doc__, "speed", originals=False)
     parser.add_argument("--epochs", type=int, default=100, help="the originals' epoch cap")
-    parser.add_argument("--out", required=True, help="folder for speed.csv and speed.md")
     args = parser.parse_args(argv)
-    if hasattr(compat, "apply_runtime_shims"):
-        compat.apply_runtime_shims()
-    command = command_line()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in (int(s) for s in args.seeds.split(",")):
-            rows.append(measure(args.model, seed, args.epochs, Path(tmp) / str(seed)))
-    out = Path(args.out)
-    write_rows(out / "speed.csv", rows)
-    header = f"{run_header()} torch threads: {torch.get_num_threads()}."
-    (out / "speed.md").write_text(markdown(rows, command, header), encoding="utf-8")
-    print((out / "speed.md").read_text())
-    return 0
+
+    def one_seed(seed: int, work: Path) -> list[dict[str, Any]]:
+        return [measure(args.model, seed, args.epochs, work)]
+
+    return run_study(args.seeds, one_seed, Path(args.out), "speed", markdown)
 
 
 if __name__ == "__main__":

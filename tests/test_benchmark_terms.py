@@ -183,3 +183,24 @@ def test_the_dd_pairs_block_has_a_row_per_pair_count_and_the_mean_kept(tmp_path)
     assert table.index("| 64 |") < table.index("| 16 |")  # most pairs first
     assert "| 64 | 98.00 % (20, 4.00 s) | 97.00 % (20, 5.00 s) | 97.50 % |" in block
     assert "| 16 | 98.50 % (20, 2.00 s) |  | 98.50 % |" in block  # seed 2 not run
+
+
+def test_a_study_writes_each_seeds_rows_and_their_markdown(tmp_path):
+    from _common import run_study, study_parser
+
+    args = study_parser("Doc line.\nmore", "demo").parse_args(
+        ["--originals", "o", "--seeds", "3,4", "--out", str(tmp_path)]
+    )
+    seen = []
+
+    def one_seed(seed, work):
+        seen.append(work.name)
+        return [{"seed": seed, "value": seed * 10}]
+
+    def render(rows, command, header):
+        return f"{len(rows)} rows; {header}\n"
+
+    assert run_study(args.seeds, one_seed, tmp_path, "demo", render) == 0
+    assert seen == ["3", "4"]  # a work folder of its own per seed
+    assert (tmp_path / "demo.csv").read_text().splitlines() == ["seed,value", "3,30", "4,40"]
+    assert (tmp_path / "demo.md").read_text().startswith("2 rows; Date: ")
