@@ -96,3 +96,38 @@ def test_a_steps_check_stops_at_a_linear_critic_beyond_tolerance_with_the_same_v
             assert staged.checked[gaussian] == 9.0
         else:
             assert staged.checked == full.checked
+
+
+def test_the_final_scoring_of_a_state_that_met_the_target_reuses_its_check(monkeypatch):
+    x, y = _ring()
+    x = x[:, 2:]  # the ring's two coordinates dropped: noise, at the target
+    objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0)
+    objective.check(x)
+    assert objective.distance() == 0.0
+    kept = dict(objective.checked)
+    objective.checked = {key: 9.0 for key in kept}  # e.g. a later step's own estimate
+    calls = []
+    original = RelabelingNull.zscores
+
+    def counting(self, reps, draw=None, scope=Scope.ALL):
+        calls.append(scope)
+        return original(self, reps, draw, scope)
+
+    monkeypatch.setattr(RelabelingNull, "zscores", counting)
+    with torch.no_grad():
+        loss = float(objective(x.clone()))  # the same state, another tensor
+    assert calls == [] and objective.checked == kept and not objective.estimated
+    expected = sum(z * z for z in kept.values()) / len(kept)  # margin 0: the mean z²
+    assert abs(loss - expected) < 1e-6 * max(expected, 1.0)
+    moved = x.clone()
+    moved[0, 0] += 1e-3  # any other state is checked again
+    with torch.no_grad():
+        objective(moved)
+    assert calls[:2] == [Scope.ALL, Scope.ALL]
+    shifted = x.clone()
+    shifted[y == 1, 3] += 1.0  # a failed check forgets the state that passed
+    objective.check(shifted)
+    calls.clear()
+    with torch.no_grad():
+        objective(x.clone())
+    assert calls[:2] == [Scope.ALL, Scope.ALL]

@@ -399,14 +399,16 @@ class RelabelingNull(StopState):
     def __call__(self, reps: Tensor) -> Tensor:
         """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random
         features and folds. Also scores ``reps`` with the fixed check draws: always when no
-        gradient is taken (a run's first and final scoring), in a step only once this
+        gradient is taken (a run's first and final scoring; the final one reuses the check of
+        the state that met the target, ``_reuse_passed``), in a step only once this
         draw puts every statistic within ``check_slack`` of its tolerance. Farther away the
         state cannot be at the target, and this draw's z stand in for the check's (``estimated``;
         two thirds of a step's time saved). Without gradient the loss is that of the check's z:
         a run's first and final scoring then compare like with like (one fresh draw's loss moved
         threefold at the same state on the toy data of tests/test_pipeline.py)."""
         if not (torch.is_grad_enabled() and reps.requires_grad):  # a scoring, not a step
-            self.check(reps)
+            if not self._reuse_passed(reps):
+                self.check(reps)
             self._skip_fresh()  # drawn, unused, in every call: the steps see the same draws
             zs = torch.tensor(list(self.checked.values()), dtype=reps.dtype, device=reps.device)
             bounds = self._bound_table(tuple(self.checked), zs)

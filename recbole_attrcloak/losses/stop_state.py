@@ -47,6 +47,8 @@ class StopState:
     checked: dict[tuple[str, str], float]
     estimated: bool
     _bound_cache: tuple[tuple, Tensor] | None
+    # the last state a full check found at the target, and that check's z
+    _passed: tuple[Tensor, dict[tuple[str, str], float]] | None = None
 
     def _bound_table(self, keys: tuple[tuple[str, str], ...], like: Tensor) -> Tensor:
         """(n, 2) tolerance and margin of the statistics ``keys``, kept while the keys stay."""
@@ -115,7 +117,7 @@ class StopState:
             fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
             if any(abs(float(z)) > self._bounds(k)[0] for k, z in fixed.items()):
                 self.checked = {**estimate, **{k: float(z) for k, z in fixed.items()}}
-                self.estimated = True
+                self.estimated, self._passed = True, None
                 return self.max_abs_z
         totals: dict[tuple[str, str], list[float]] = {}
         for i, draw in enumerate(self._check_draws):
@@ -130,4 +132,16 @@ class StopState:
                 totals.setdefault(key, []).append(float(z))
         self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
         self.estimated = False
+        # a run ends on the state that met the target: its final scoring reuses this check
+        self._passed = (reps.clone(), dict(self.checked)) if self.distance() <= 0.0 else None
         return self.max_abs_z
+
+    def _reuse_passed(self, reps: Tensor) -> bool:
+        """Whether ``reps`` is the last state a full check found at the target (then its z are
+        ``checked`` again): a run's final scoring of the kept state scores no draw twice."""
+        if self._passed is None or self._passed[0].shape != reps.shape:
+            return False
+        if not torch.equal(self._passed[0], reps.detach()):
+            return False
+        self.checked, self.estimated = dict(self._passed[1]), False
+        return True
