@@ -152,9 +152,11 @@ def speed_block(results: Path, link: str) -> str:
     table = markdown_table(
         ["original", "training s", "DF s (steps)", "DD s (steps)", "DD / training"], rows
     )
+    worst_df, worst_dd = frame["df_seconds"].max(), frame["dd_share"].max()
     tail = (
         f"Medians: DF {df:.2f} s (bar 2 s: {'met' if df <= 2.0 else 'not met'}), DD "
-        f"{100 * dd:.1f} % of the training (bar 25 %: {'met' if dd <= 0.25 else 'not met'})."
+        f"{100 * dd:.1f} % of the training (bar 25 %: {'met' if dd <= 0.25 else 'not met'}); "
+        f"worst seed: DF {worst_df:.2f} s, DD {100 * worst_dd:.1f} %."
     )
     return "\n".join([head, "", *table, tail])
 

@@ -167,6 +167,7 @@ def test_the_speed_block_reads_the_medians_against_issue_12s_bars(tmp_path):
     assert "| BPR 2021 | 10.0 | 2.50 (30) | 3.00 (33) | 30.0 % |" in block
     # medians: DF 1.9 s (met), DD 30 % (2.4 / 8; not met)
     assert "DF 1.90 s (bar 2 s: met), DD 30.0 % of the training (bar 25 %: not met)" in block
+    assert "worst seed: DF 2.50 s, DD 30.0 %." in block
     assert "No speed results" in _studies_md.speed_block(tmp_path / "none", "link")
 
 
