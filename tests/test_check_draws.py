@@ -24,6 +24,19 @@ def _ring(n: int = 400, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.
     return x, y
 
 
+def _count_scopes(monkeypatch) -> list:
+    """The scope of every ``zscores`` call from now on, in order."""
+    calls = []
+    original = RelabelingNull.zscores
+
+    def counting(self, reps, draw=None, scope=Scope.ALL):
+        calls.append(scope)
+        return original(self, reps, draw, scope)
+
+    monkeypatch.setattr(RelabelingNull, "zscores", counting)
+    return calls
+
+
 def _checked(x: torch.Tensor, y: torch.Tensor, draws: int, seed: int) -> dict:
     objective = RelabelingNull({"a": y}, n_features=32, check_draws=draws, seed=seed)
     objective.check(x)
@@ -56,14 +69,7 @@ def test_the_extra_draws_score_only_the_random_feature_critics():
 
 def test_extra_draws_are_skipped_once_a_linear_critic_is_beyond_its_tolerance(monkeypatch):
     x, y = _ring()
-    calls = []
-    original = RelabelingNull.zscores
-
-    def counting(self, reps, draw=None, scope=Scope.ALL):
-        calls.append(scope)
-        return original(self, reps, draw, scope)
-
-    monkeypatch.setattr(RelabelingNull, "zscores", counting)
+    calls = _count_scopes(monkeypatch)
     objective = RelabelingNull({"a": y}, n_features=32, check_draws=6, seed=0)
     objective.check(x)
     assert calls == [Scope.ALL] * 2 + [Scope.RANDOM] * 4  # weak ring: every draw scored
@@ -106,14 +112,7 @@ def test_the_final_scoring_of_a_state_that_met_the_target_reuses_its_check(monke
     assert objective.distance() == 0.0
     kept = dict(objective.checked)
     objective.checked = {key: 9.0 for key in kept}  # e.g. a later step's own estimate
-    calls = []
-    original = RelabelingNull.zscores
-
-    def counting(self, reps, draw=None, scope=Scope.ALL):
-        calls.append(scope)
-        return original(self, reps, draw, scope)
-
-    monkeypatch.setattr(RelabelingNull, "zscores", counting)
+    calls = _count_scopes(monkeypatch)
     with torch.no_grad():
         loss = float(objective(x.clone()))  # the same state, another tensor
     assert calls == [] and objective.checked == kept and not objective.estimated
