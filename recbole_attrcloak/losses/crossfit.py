@@ -246,11 +246,13 @@ class CrossFitCritics:
         perms = [torch.randperm(m, generator=generator, device=device) for _ in range(n_perms)]
         return folds, torch.stack(perms)
 
-    def skip_fresh(self, attributes: Sequence[_Attribute], n_rows: int, generator, device) -> None:
+    def skip_fresh(
+        self, attributes: Sequence[_Attribute], n_rows: int, generator: torch.Generator
+    ) -> None:
         """Draw from ``generator`` what a fresh call's folds and permutations would, unused: a
         scoring that reads only the check draws leaves the steps' draws where they were."""
         for attrs in _groups(attributes, n_rows).values():
-            self._splits(len(attrs[0].users), generator, device)
+            self._splits(len(attrs[0].users), generator, generator.device)
 
     def statistics(
         self,

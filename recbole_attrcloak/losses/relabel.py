@@ -148,6 +148,9 @@ class RelabelingNull(StopState):
         self.margin = float(margin)
         # neighbour graphs and spectral nulls are rebuilt at checks: those critics check always
         self.check_slack = INF if neighbours or spectral else float(check_slack)
+        # a step's check may stop at a certain failure (``StopState.check``) unless it rebuilds
+        # what the loss reuses (the neighbour graph, the spectral nulls)
+        self.staged_check = not (neighbours or spectral)
         self.estimated = False  # the last state's z came from the step's own draw
         self.seed = int(seed)
         self.attributes = [
@@ -357,9 +360,7 @@ class RelabelingNull(StopState):
         folds and permutations, the column blocks' too), without scoring anything."""
         self._draw()
         if self.crossfit is not None:
-            self.crossfit.skip_fresh(
-                self.attributes, len(self.rows), self.generator, self.generator.device
-            )
+            self.crossfit.skip_fresh(self.attributes, len(self.rows), self.generator)
         for _, block in self.column_blocks:
             block._skip_fresh()
 
@@ -418,10 +419,8 @@ class RelabelingNull(StopState):
         bounds = self._bound_table(tuple(scored), zs)
         beyond = float((zs.detach().abs() - bounds[:, 0]).max())
         if beyond <= self.check_slack:
-            # staged (stops at a certain failure) unless the check rebuilds what the loss reuses
-            staged = not (self.spectral or self.neighbours)
-            estimate = dict(zip(scored, zs.detach().tolist(), strict=True)) if staged else None
-            self.check(reps, estimate=estimate)
+            estimate = dict(zip(scored, zs.detach().tolist(), strict=True))
+            self.check(reps, estimate=estimate if self.staged_check else None)
         else:
             self.checked = dict(zip(scored, zs.detach().tolist(), strict=True))
             self.estimated = True
