@@ -79,6 +79,7 @@ from recbole_attrcloak.losses.kernel_critics import (
     fourier_draw,
 )
 from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
+from recbole_attrcloak.losses.quadratic import QuadraticCritic
 from recbole_attrcloak.losses.stop_state import (
     CHECK_DRAWS,
     Scope,
@@ -116,6 +117,7 @@ class RelabelingNull(StopState):
         crossfit: Sequence[float] = (),
         crossfit_diagonal: Sequence[float] = (),
         contrasts: bool = False,
+        quadratic: bool = False,
         check_draws: int = CHECK_DRAWS,
         label_weights: str = "class",
         permutations: int = 32,
@@ -137,6 +139,7 @@ class RelabelingNull(StopState):
         self.spectral, self.permutations, self.refresh = int(spectral), int(permutations), refresh
         self.neighbours = tuple(sorted({int(k) for k in neighbours}))
         self.contrasts = bool(contrasts)
+        self.quadratic = bool(quadratic)
         self.check_draws = max(int(check_draws), CHECK_DRAWS)
         self.crossfit = None
         if crossfit or crossfit_diagonal:
@@ -196,10 +199,10 @@ class RelabelingNull(StopState):
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
         ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
         ``au_spectral``, ``au_neighbours``, ``au_class_critics``, ``au_crossfit``,
-        ``au_crossfit_diagonal``, ``au_contrasts``, ``au_check_draws``, ``au_label_weights``,
-        ``au_z_tol``, ``au_z_margin``, ``au_check_slack``, ``au_min_class_size``; ``blocks``: the
-        widths of the representation's column blocks when ``au_block_critics`` is on
-        (``RelabelingNull``)."""
+        ``au_crossfit_diagonal``, ``au_contrasts``, ``au_quadratic``, ``au_check_draws``,
+        ``au_label_weights``, ``au_z_tol``, ``au_z_margin``, ``au_check_slack``,
+        ``au_min_class_size``; ``blocks``: the widths of the representation's column blocks when
+        ``au_block_critics`` is on (``RelabelingNull``)."""
         return cls(
             labels,
             critics=default_critics(
@@ -216,6 +219,7 @@ class RelabelingNull(StopState):
             crossfit=[float(r) for r in settings["au_crossfit"]],
             crossfit_diagonal=[float(t) for t in settings["au_crossfit_diagonal"]],
             contrasts=bool(settings["au_contrasts"]),
+            quadratic=bool(settings["au_quadratic"]),
             check_draws=int(settings["au_check_draws"]),
             label_weights=str(settings["au_label_weights"]),
             tolerance=float(settings["au_z_tol"]),
@@ -252,14 +256,14 @@ class RelabelingNull(StopState):
         self.dim = reference.shape[1]
         self.axes = None  # the per-direction critics' principal axes (losses.directions)
         self.axis_tolerance, self.axis_margin = self.tolerance, self.margin
-        n_kernel = len(self.critics) * len(self.attributes)
-        n_class = len(self.class_labelings) * len(self.critics)
+        n_critics = len(self.critics) + self.quadratic
+        n_kernel = n_critics * len(self.attributes)
+        n_class = len(self.class_labelings) * n_critics
         self.class_tolerance = family_tolerance(self.tolerance, n_kernel, n_class)
         self.class_margin = self.margin + self.class_tolerance - self.tolerance
         if self.directions:
             axes = direction_basis((ref - mean) / std, self.directions, self.direction_basis)
             self.axes = axes.to(self.dtype)
-            n_kernel = len(self.critics) * len(self.attributes)
             n_axes = self.axes.shape[1] * len(self.attributes)
             self.axis_tolerance = family_tolerance(self.tolerance, n_kernel, n_axes)
             self.axis_margin = self.margin + self.axis_tolerance - self.tolerance
@@ -274,6 +278,7 @@ class RelabelingNull(StopState):
                 ]
                 self.perms[a.name] = torch.stack(draws).to(device)
         self._check_draws = [self._draw() for _ in range(self.check_draws)]
+        self._quadratic = QuadraticCritic(self.blocks, self.seed + 3)
         self._ready = True
 
     @property
@@ -343,6 +348,8 @@ class RelabelingNull(StopState):
                         out.update(self._spectral(shared, attr, critic, refresh))
             if self.contrasts:
                 out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
+        if self.quadratic and scope is not Scope.RANDOM:
+            out.update(self._quadratic.statistics(reps, z_in, self.blocks))
         if self.axes is not None and scope is not Scope.RANDOM:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
         if self.neighbours and scope is Scope.ALL:
