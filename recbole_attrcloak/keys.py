@@ -199,6 +199,7 @@ KEYS: dict[str, Check] = {
     "au_crossfit_diagonal": listof(real("[0, inf)"), min_length=0),
     "au_contrasts": boolean(),
     "au_quadratic": boolean(),
+    "au_squares": boolean(),
     "au_check_draws": integer(2),
     "au_block_critics": boolean(),
     "au_label_weights": choice(LABEL_WEIGHTS),

@@ -1,5 +1,6 @@
-"""The quadratic critic (``au_quadratic``, losses/quadratic.py): the class-conditional second
-moments against the permutation null, computed without any (m, m) matrix carrying a gradient."""
+"""The second-moment critics against the permutation null: the quadratic one (``au_quadratic``,
+losses/quadratic.py; no (m, m) matrix carries a gradient) and the squared coordinates
+(``au_squares``)."""
 
 from __future__ import annotations
 
@@ -126,3 +127,41 @@ def test_unlearning_with_the_quadratic_critic_removes_a_covariance_leak():
     terms = {t.name: t.value for t in outcome.terms}
     assert abs(terms["a/quadratic/z"]) <= 2.0
     assert abs(_products_attack(after, y) - 0.5) < 0.04  # neither above chance nor below it
+
+
+def _variance_leak(n: int = 800, d: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes with the same means, one with its first 12 coordinates 1.25 times as spread:
+    a difference in the coordinates' variances (their squares' means)."""
+    g = torch.Generator().manual_seed(0)
+    y = (torch.rand(n, generator=g) < 0.4).long()
+    x = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x[y == 1, :12] *= 1.25
+    return x, y
+
+
+def _squares_attack(x: torch.Tensor, y: torch.Tensor) -> float:
+    """5-fold balanced accuracy of a logistic regression on the squared standardised
+    coordinates."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    z = ((x - x.mean(0)) / x.std(0)).double()
+    model = LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced")
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    pred = cross_val_predict(model, z.square().numpy(), y.numpy(), cv=folds)
+    return float(balanced_accuracy_score(y.numpy(), pred))
+
+
+def test_the_squares_critic_removes_a_variance_leak_the_quadratic_one_dilutes():
+    x, y = _variance_leak()
+    assert _squares_attack(x, y) > 0.65  # planted
+    settings = {"au_kernel_gammas": [1.0], "au_features": 64, "au_max_steps": 300}
+    diluted, outcome = _unlearn(x.float(), {"a": y}, au_squares=False, **settings)
+    assert outcome.stop_reason == "target_reached"  # every statistic within its tolerance ...
+    assert _squares_attack(diluted, y) > 0.6  # ... and the variances still read
+    after, outcome = _unlearn(x.float(), {"a": y}, au_squares=True, **settings)
+    assert outcome.stop_reason == "target_reached"
+    terms = {t.name: t.value for t in outcome.terms}
+    assert max(abs(terms[f"a/squares/ridge={r}/z"]) for r in ("inf", "1", "0.1")) <= 2.0
+    assert abs(_squares_attack(after, y) - 0.5) < 0.05

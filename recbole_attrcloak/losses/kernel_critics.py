@@ -18,28 +18,42 @@ from torch import Tensor
 from recbole_attrcloak.losses.attribute_labels import LabelBlock, _Attribute, null_moments
 
 INF = math.inf
+#: ``Critic.gamma`` of the squared-coordinates feature map (``au_squares``).
+SQUARES = "squares"
 
 
 @dataclass(frozen=True)
 class Critic:
-    """One feature map: ``gamma`` None for the linear kernel, else the Gaussian kernel
-    exp(−gamma·‖z − z'‖²/d) on standardised coordinates; ``ridge`` (relative to the mean feature
-    variance) whitens the features first, ``inf`` leaves them as they are."""
+    """One feature map: ``gamma`` None for the linear kernel, ``SQUARES`` for the squared
+    coordinates (each coordinate's variance by class: the linear kernel of z²), else the
+    Gaussian kernel exp(−gamma·‖z − z'‖²/d) on standardised coordinates; ``ridge`` (relative to
+    the mean feature variance) whitens the features first, ``inf`` leaves them as they are."""
 
-    gamma: float | None
+    gamma: float | str | None
     ridge: float
 
     @property
+    def random(self) -> bool:
+        """Whether the features are random (a Gaussian kernel's Fourier features)."""
+        return self.gamma is not None and self.gamma != SQUARES
+
+    @property
     def name(self) -> str:
-        kernel = "linear" if self.gamma is None else f"rbf{self.gamma:g}"
+        if self.gamma is None or self.gamma == SQUARES:
+            kernel = self.gamma or "linear"
+        else:
+            kernel = f"rbf{self.gamma:g}"
         return f"{kernel}/ridge={self.ridge:g}"
 
 
 def default_critics(
-    gammas: Sequence[float] = (1.0, 4.0), ridges: Sequence[float] = (INF, 1.0, 0.1)
+    gammas: Sequence[float] = (1.0, 4.0),
+    ridges: Sequence[float] = (INF, 1.0, 0.1),
+    squares: bool = False,
 ) -> tuple[Critic, ...]:
-    """The linear kernel and each Gaussian bandwidth, each with every ridge."""
-    kernels: list[float | None] = [None, *gammas]
+    """The linear kernel, the squared coordinates (``squares``) and each Gaussian bandwidth,
+    each with every ridge."""
+    kernels: list[float | str | None] = [None, *([SQUARES] if squares else []), *gammas]
     return tuple(Critic(g, r) for g in kernels for r in ridges)
 
 
@@ -134,10 +148,13 @@ def fourier_draw(
     return draws
 
 
-def critic_features(z: Tensor, gamma: float | None, draw: dict) -> Tensor:
-    """A critic's features of the standardised rows ``z``: the linear kernel's (z/√d) or the
-    Gaussian kernel's random Fourier features from ``draw``."""
+def critic_features(z: Tensor, gamma: float | str | None, draw: dict) -> Tensor:
+    """A critic's features of the standardised rows ``z``: the linear kernel's (z/√d), the
+    squared coordinates' (z²/√(2d): unit variance for Gaussian coordinates) or the Gaussian
+    kernel's random Fourier features from ``draw``."""
     if gamma is None:
         return z / math.sqrt(z.shape[1])
+    if gamma == SQUARES:
+        return z.square() / math.sqrt(2.0 * z.shape[1])
     weights, phases = draw[gamma]
     return torch.cos(torch.addmm(phases, z, weights)) * math.sqrt(2.0 / weights.shape[1])

@@ -197,17 +197,18 @@ class RelabelingNull(StopState):
         blocks: Sequence[int] = (),
     ) -> RelabelingNull:
         """The objective configured by the ``au_*`` keys (a dict or a RecBole ``Config``):
-        ``au_kernel_gammas``, ``au_critic_ridges``, ``au_features``, ``au_directions``,
-        ``au_spectral``, ``au_neighbours``, ``au_class_critics``, ``au_crossfit``,
-        ``au_crossfit_diagonal``, ``au_contrasts``, ``au_quadratic``, ``au_check_draws``,
-        ``au_label_weights``, ``au_z_tol``, ``au_z_margin``, ``au_check_slack``,
-        ``au_min_class_size``; ``blocks``: the widths of the representation's column blocks when
-        ``au_block_critics`` is on (``RelabelingNull``)."""
+        ``au_kernel_gammas``, ``au_squares``, ``au_critic_ridges``, ``au_features``,
+        ``au_directions``, ``au_spectral``, ``au_neighbours``, ``au_class_critics``,
+        ``au_crossfit``, ``au_crossfit_diagonal``, ``au_contrasts``, ``au_quadratic``,
+        ``au_check_draws``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
+        ``au_check_slack``, ``au_min_class_size``; ``blocks``: the widths of the
+        representation's column blocks when ``au_block_critics`` is on (``RelabelingNull``)."""
         return cls(
             labels,
             critics=default_critics(
                 [float(g) for g in settings["au_kernel_gammas"]],
                 [float(r) for r in settings["au_critic_ridges"]],
+                squares=bool(settings["au_squares"]),
             ),
             n_features=int(settings["au_features"]),
             min_class_size=int(settings["au_min_class_size"]),
@@ -288,7 +289,7 @@ class RelabelingNull(StopState):
 
     def _draw(self) -> dict[float, tuple[Tensor, Tensor]]:
         """Fresh random Fourier features for every Gaussian bandwidth."""
-        gammas = sorted({c.gamma for c in self.critics if c.gamma is not None})
+        gammas = sorted({c.gamma for c in self.critics if c.random})
         return fourier_draw(gammas, self.dim, self.n_features, self.generator, self.dtype)
 
     def zscores(
@@ -320,9 +321,9 @@ class RelabelingNull(StopState):
         refresh = index == 0 and (self._checks - 1) % self.refresh == 0
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
-        for gamma in {c.gamma for c in self.critics}:
-            # RANDOM leaves out the linear kernel, FIXED the Gaussian ones
-            if scope is not Scope.ALL and (gamma is None) == (scope is Scope.RANDOM):
+        for gamma, random in {(c.gamma, c.random) for c in self.critics}:
+            # RANDOM leaves out the fixed feature maps (linear, squares), FIXED the Gaussian ones
+            if scope is not Scope.ALL and random != (scope is Scope.RANDOM):
                 continue
             feats = critic_features(z_in, gamma, draw)
             feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
