@@ -187,3 +187,36 @@ def dd_pairs_block(results: Path, link: str) -> str:
     )
     table = markdown_table(["pairs", *(f"seed {s}" for s in seeds), "mean kept"], rows)
     return "\n".join([head, "", *table])
+
+
+def second_moments_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``second_moments`` block: what 5-fold probes read in unlearned user
+    tables with the second-moment critics off and on (``benchmarks/second_moments.py``)."""
+    path = results / "second_moments.csv"
+    if not path.is_file():
+        return f"No second-moment probe results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path, comment="#")
+    probes = [c for c in frame.columns if "/" in c]
+    rows = [
+        [
+            str(r["mode"]).upper(),
+            "on" if r["au_squares"] else "off",
+            "on" if r["au_quadratic"] else "off",
+            str(r["steps"]),
+            f"{r['ndcg_kept_pct']:.2f} %",
+            *(f"{r[p]:+.3f}" for p in probes),
+        ]
+        for _, r in frame.iterrows()
+    ]
+    head = (
+        f"From [`second_moments.csv`]({link}/second_moments.csv) (generated; "
+        f"[`second_moments.md`]({link}/second_moments.md) has the command, date and machine): "
+        f"the {frame['checkpoint'].iloc[0]} original, unlearned with the defaults but "
+        "`au_squares` and `au_quadratic`; 5-fold balanced accuracy − chance of each probe on "
+        "the unlearned user table (logistic regression on the standardised coordinates, their "
+        "squares, the products of the top 32 principal components; the audit's RBF-SVM and "
+        "random forest)."
+    )
+    names = ["mode", "au_squares", "au_quadratic", "steps", "NDCG@10 kept", *probes]
+    table = markdown_table(names, rows)
+    return "\n".join([head, "", *table])

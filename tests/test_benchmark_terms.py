@@ -205,3 +205,40 @@ def test_a_study_writes_each_seeds_rows_and_their_markdown(tmp_path):
     assert seen == ["3", "4"]  # a work folder of its own per seed
     assert (tmp_path / "demo.csv").read_text().splitlines() == ["seed,value", "3,30", "4,40"]
     assert (tmp_path / "demo.md").read_text().startswith("2 rows; Date: ")
+
+
+def test_the_second_moments_block_has_a_row_per_setting_and_signed_gaps(tmp_path):
+    import _studies_md
+
+    rows = [
+        {
+            "checkpoint": "BPR-ml-1m-2020.pth",
+            "mode": "df",
+            "au_squares": squares,
+            "au_quadratic": quadratic,
+            "steps": steps,
+            "ndcg_kept_pct": 94.7,
+            "gender/squares": gap,
+        }
+        for squares, quadratic, steps, gap in [(False, False, 65, 0.048), (True, True, 42, -0.01)]
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "second_moments.csv", index=False)
+    block = _studies_md.second_moments_block(tmp_path, "link")
+    assert "BPR-ml-1m-2020.pth" in block
+    assert "| DF | off | off | 65 | 94.70 % | +0.048 |" in block
+    assert "| DF | on | on | 42 | 94.70 % | -0.010 |" in block
+    assert "No second-moment" in _studies_md.second_moments_block(tmp_path / "none", "link")
+
+
+def test_the_second_moment_probes_read_a_planted_variance_and_nothing_on_noise():
+    import numpy as np
+    from second_moments import probe_features, probe_gap
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    x = rng.normal(size=(600, 8))
+    assert probe_features(x, "pca32_products").shape == (600, 36)  # 8 components: 8·9/2
+    assert abs(probe_gap(x, y, "squares")) < 0.06  # noise: chance
+    x[y == 1, :3] *= 1.6  # the variances differ, the means do not
+    assert probe_gap(x, y, "squares") > 0.15
+    assert abs(probe_gap(x, y, "linear")) < 0.06

@@ -102,18 +102,22 @@ def test_z_follows_the_null_on_noise_and_sees_a_covariance_difference():
     assert max(abs(v) for c, v in z.items() if c.startswith("linear")) < 3  # ... beyond the means
 
 
-def _products_attack(x: torch.Tensor, y: torch.Tensor) -> float:
-    """5-fold balanced accuracy of a logistic regression on every pair product of coordinates."""
+def _logreg_attack(feats: torch.Tensor, y: torch.Tensor, c: float) -> float:
+    """5-fold balanced accuracy of a class-balanced logistic regression on ``feats``."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    rows, cols = torch.triu_indices(x.shape[1], x.shape[1])
-    feats = (x[:, rows] * x[:, cols]).double().numpy()
-    model = LogisticRegression(C=0.05, max_iter=3000, class_weight="balanced")
+    model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    pred = cross_val_predict(model, feats, y.numpy(), cv=folds)
+    pred = cross_val_predict(model, feats.double().numpy(), y.numpy(), cv=folds)
     return float(balanced_accuracy_score(y.numpy(), pred))
+
+
+def _products_attack(x: torch.Tensor, y: torch.Tensor) -> float:
+    """The attack on every pair product of coordinates."""
+    rows, cols = torch.triu_indices(x.shape[1], x.shape[1])
+    return _logreg_attack(x[:, rows] * x[:, cols], y, 0.05)
 
 
 def test_unlearning_with_the_quadratic_critic_removes_a_covariance_leak():
@@ -140,17 +144,8 @@ def _variance_leak(n: int = 800, d: int = 32) -> tuple[torch.Tensor, torch.Tenso
 
 
 def _squares_attack(x: torch.Tensor, y: torch.Tensor) -> float:
-    """5-fold balanced accuracy of a logistic regression on the squared standardised
-    coordinates."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    z = ((x - x.mean(0)) / x.std(0)).double()
-    model = LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced")
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    pred = cross_val_predict(model, z.square().numpy(), y.numpy(), cv=folds)
-    return float(balanced_accuracy_score(y.numpy(), pred))
+    """The attack on the squared standardised coordinates."""
+    return _logreg_attack(((x - x.mean(0)) / x.std(0)).square(), y, 0.1)
 
 
 def test_the_squares_critic_removes_a_variance_leak_the_quadratic_one_dilutes():
