@@ -251,7 +251,11 @@ class RelabelingNull(StopState):
             for b in self.blocks
         ]
         ref = reference.detach()[self.rows].to(torch.float64)
-        mean, std = ref.mean(0), ref.std(0).clamp_min(1e-12)
+        mean, std = ref.mean(0), ref.std(0)
+        # a coordinate (nearly) constant in the original (a dead unit of a tower, as DMF's) gets
+        # the table's typical scale: divided by its own, a step's change of it would become a
+        # z of millions, and its square and fourth power (the second-moment critics) overflow
+        std = std.clamp_min(max(1e-3 * float(std.mean()), 1e-12))
         self.dtype = reference.dtype
         self.shift, self.scale = mean.to(self.dtype), std.to(self.dtype)
         self.dim = reference.shape[1]
