@@ -56,6 +56,7 @@ def _registry() -> dict[str, Source]:
         "attrcloak_ml1m_lightgcn": Source("default_ml1m_lightgcn", _paper_md.attrcloak_block),
         "attrcloak_ml1m_draws": Source("default_ml1m_draws", _paper_md.attrcloak_block),
         "attrcloak_ml1m_fast": Source("default_ml1m_fast", _paper_md.attrcloak_block),
+        "attrcloak_ml1m_moments": Source("default_ml1m_moments", _paper_md.attrcloak_block),
         "attrcloak_ml1m_neumf": Source("default_ml1m_neumf", _paper_md.attrcloak_block),
         "baselines": Source("paper_tables", _paper_md.baselines_block),
         "embedding_size": Source("embedding_size", _es_md.readme_block),
