@@ -252,10 +252,12 @@ class RelabelingNull(StopState):
         ]
         ref = reference.detach()[self.rows].to(torch.float64)
         mean, std = ref.mean(0), ref.std(0)
-        # a coordinate (nearly) constant in the original (a dead unit of a tower, as DMF's) gets
-        # the table's typical scale: divided by its own, a step's change of it would become a
-        # z of millions, and its square and fourth power (the second-moment critics) overflow
-        std = std.clamp_min(max(1e-3 * float(std.mean()), 1e-12))
+        # a coordinate constant in the original (a dead unit of a tower, as DMF's: its spread a
+        # millionth of the table's typical one, or none) gets that typical spread: divided by
+        # its own, a step's change of it would become a z of millions, whose square and fourth
+        # power (the second-moment critics) overflow; any other scale is divided out as it is
+        typical = max(float(std.mean()), 1e-12)
+        std = torch.where(std > 1e-6 * typical, std, torch.full_like(std, typical))
         self.dtype = reference.dtype
         self.shift, self.scale = mean.to(self.dtype), std.to(self.dtype)
         self.dim = reference.shape[1]
