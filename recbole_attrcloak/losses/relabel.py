@@ -285,7 +285,7 @@ class RelabelingNull(StopState):
                 ]
                 self.perms[a.name] = torch.stack(draws).to(device)
         self._check_draws = [self._draw() for _ in range(self.check_draws)]
-        self._quadratic = QuadraticCritic(self.blocks, self.seed + 3)
+        self._quadratic = QuadraticCritic(self.blocks, self.seed + 3) if self.quadratic else None
         self._ready = True
 
     @property
@@ -355,7 +355,7 @@ class RelabelingNull(StopState):
                         out.update(self._spectral(shared, attr, critic, refresh))
             if self.contrasts:
                 out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
-        if self.quadratic and scope is not Scope.RANDOM:
+        if self._quadratic is not None and scope is not Scope.RANDOM:
             out.update(self._quadratic.statistics(reps, z_in, self.blocks))
         if self.axes is not None and scope is not Scope.RANDOM:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
