@@ -67,17 +67,49 @@ def test_the_extra_draws_score_only_the_random_feature_critics():
     assert {critic for _, critic in objective.statistics_at(x, 0)} > names
 
 
+def test_the_fixed_and_the_drawn_scopes_split_every_statistic_of_a_draw():
+    x, y = _ring()
+    objective = RelabelingNull(
+        {"a": y}, n_features=32, crossfit=[1.0], quadratic=True, contrasts=True, seed=0
+    )
+    objective.check(x)
+    whole = objective.statistics_at(x, 1)
+    fixed = objective.statistics_at(x, 1, Scope.FIXED)
+    drawn = objective.statistics_at(x, 1, Scope.DRAWN)
+    assert not set(fixed) & set(drawn) and set(fixed) | set(drawn) == set(whole)
+    assert any("crossfit" in critic for _, critic in drawn)  # the folds are a draw's too
+    assert {critic for _, critic in fixed} >= {"quadratic", "linear/ridge=inf"}
+    for key, (excess, spread) in whole.items():  # the same values, however scoped
+        part, part_spread = (fixed if key in fixed else drawn)[key]
+        assert torch.equal(excess, part) and torch.equal(spread, part_spread)
+
+
+def test_a_check_equals_the_mean_over_its_draws_of_every_statistic():
+    x, y = _ring()
+    objective = RelabelingNull({"a": y}, n_features=32, check_draws=3, crossfit=[1.0], seed=0)
+    objective.check(x)
+    expected = {}
+    for i in range(3):  # the first two draws score everything, the third the Gaussian critics
+        scope = Scope.ALL if i < 2 else Scope.RANDOM
+        for key, z in objective.zscores(x, objective._check_draws[i], scope).items():
+            expected.setdefault(key, []).append(float(z))
+    assert objective.checked.keys() == expected.keys()
+    for key, values in expected.items():
+        assert abs(objective.checked[key] - sum(values) / len(values)) < 1e-9
+
+
 def test_extra_draws_are_skipped_once_a_linear_critic_is_beyond_its_tolerance(monkeypatch):
     x, y = _ring()
     calls = _count_scopes(monkeypatch)
     objective = RelabelingNull({"a": y}, n_features=32, check_draws=6, seed=0)
     objective.check(x)
-    assert calls == [Scope.ALL] * 2 + [Scope.RANDOM] * 4  # weak ring: every draw scored
+    # weak ring: every draw scored; the critics no draw changes once, first
+    assert calls == [Scope.FIXED] + [Scope.DRAWN] * 2 + [Scope.RANDOM] * 4
     shifted = x.clone()
     shifted[y == 1, 3] += 1.0  # a class-mean shift: the linear critics far beyond tolerance
     calls.clear()
     objective.check(shifted)
-    assert calls == [Scope.ALL, Scope.ALL]
+    assert calls == [Scope.FIXED, Scope.DRAWN, Scope.DRAWN]
     assert objective.distance() > 0.0
 
 
@@ -122,11 +154,11 @@ def test_the_final_scoring_of_a_state_that_met_the_target_reuses_its_check(monke
     moved[0, 0] += 1e-3  # any other state is checked again
     with torch.no_grad():
         objective(moved)
-    assert calls[:2] == [Scope.ALL, Scope.ALL]
+    assert calls[:3] == [Scope.FIXED, Scope.DRAWN, Scope.DRAWN]
     shifted = x.clone()
     shifted[y == 1, 3] += 1.0  # a failed check forgets the state that passed
     objective.check(shifted)
     calls.clear()
     with torch.no_grad():
         objective(x.clone())
-    assert calls[:2] == [Scope.ALL, Scope.ALL]
+    assert calls[:3] == [Scope.FIXED, Scope.DRAWN, Scope.DRAWN]

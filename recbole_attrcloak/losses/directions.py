@@ -25,13 +25,14 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from statistics import NormalDist
 
 import torch
 from torch import Tensor
 
 from recbole_attrcloak.losses.attribute_labels import _Attribute, null_moments
+from recbole_attrcloak.losses.kernel_critics import Critic, CriticMetric
 
 
 def family_tolerance(tolerance: float, n_reference: int, n: int) -> float:
@@ -154,3 +155,39 @@ def spectral_statistics(
     mean, spread = null
     stats = {(attr.name, f"{critic}/top{j + 1}"): (top[j] - mean[j], spread[j]) for j in range(r)}
     return stats, null
+
+
+class SpectralCritics:
+    """The spectral critics of ``losses.relabel.RelabelingNull`` (``spectral`` > 0): for every
+    linear critic and attribute its top ``r`` eigenvalues (``spectral_statistics``) against
+    their null under ``permutations`` fixed label permutations per attribute (drawn from
+    ``seed``), the null kept between refreshes."""
+
+    def __init__(
+        self, attributes: Sequence[_Attribute], r: int, permutations: int, seed: int
+    ) -> None:
+        self.attributes, self.r = list(attributes), int(r)
+        shuffles = torch.Generator().manual_seed(seed)
+        self.perms = {
+            a.name: torch.stack(
+                [torch.randperm(len(a.users), generator=shuffles) for _ in range(permutations)]
+            ).to(a.users.device)
+            for a in self.attributes
+        }
+        self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+
+    def statistics(
+        self, metrics: Mapping[Critic, CriticMetric], refresh: bool
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """The statistics of every critic in ``metrics`` (critic → its ``CriticMetric``) on
+        every attribute; ``refresh``: compute the nulls again."""
+        out = {}
+        for critic, shared in metrics.items():
+            for attr in self.attributes:
+                key = (attr.name, critic.name)
+                null = None if refresh else self._nulls.get(key)
+                stats, self._nulls[key] = spectral_statistics(
+                    shared.rows(attr), attr, critic.name, self.r, null, self.perms[attr.name]
+                )
+                out.update(stats)
+        return out

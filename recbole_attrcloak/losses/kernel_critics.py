@@ -158,3 +158,35 @@ def critic_features(z: Tensor, gamma: float | str | None, draw: dict) -> Tensor:
         return z.square() / math.sqrt(2.0 * z.shape[1])
     weights, phases = draw[gamma]
     return torch.cos(torch.addmm(phases, z, weights)) * math.sqrt(2.0 / weights.shape[1])
+
+
+def kernel_statistics(
+    z: Tensor,
+    gamma: float | str | None,
+    critics: Sequence[Critic],
+    draw: dict[float, tuple[Tensor, Tensor]],
+    blocks: Sequence[LabelBlock],
+) -> tuple[dict[tuple[str, str], tuple[Tensor, Tensor]], dict[Critic, CriticMetric]]:
+    """(U − E_π U, sd_π U) of every labeling of ``blocks`` under each of ``critics`` (the
+    critics of one kernel, ``gamma``; its random features from ``draw``) on the standardised
+    rows ``z``, keyed (labeling, critic name); and each critic's ``CriticMetric`` (for the
+    contrasts and the spectral critics). The features are centred: the null's spread then
+    follows ‖A‖ closely. One feature pass and one Gram matrix serve every critic."""
+    feats = critic_features(z, gamma, draw)
+    feats = feats - feats.mean(0)
+    n = len(feats)
+    gram = feats.T @ feats / n
+    out, metrics = {}, {}
+    for critic in critics:
+        metric = None  # the critic's inner product: ⟨f_u, f_v⟩ or f_uᵀ(G + λ)⁻¹f_v / n
+        if critic.ridge != INF:
+            eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
+            chol = torch.linalg.cholesky(gram + critic.ridge * gram.diagonal().mean() * eye)
+            metric = torch.cholesky_inverse(chol) / n
+        shared = CriticMetric(feats, metric, gram * n)
+        metrics[critic] = shared
+        for block in blocks:
+            excess, spread = shared.statistic(block)
+            for name, e, sd in zip(block.names, excess.unbind(), spread.unbind(), strict=True):
+                out[name, critic.name] = e, sd
+    return out, metrics

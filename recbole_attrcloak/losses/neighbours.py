@@ -106,3 +106,25 @@ def neighbour_statistics(
             )
             out[attr.name, f"knn{k}"] = excess.to(z.dtype), spread.to(z.dtype)
     return out
+
+
+class NeighbourCritics:
+    """The neighbourhood critics of ``losses.relabel.RelabelingNull`` for the neighbour counts
+    ``ks`` (none: no statistic). The graph of each row's nearest neighbours is rebuilt at every
+    check (a stale graph let runs meet the target while the current neighbours still shared
+    labels), and the step's loss uses the check's graph."""
+
+    def __init__(self, ks: Sequence[int]) -> None:
+        self.ks = tuple(ks)
+        self._graph: tuple[Tensor, Tensor] | None = None
+
+    def statistics(
+        self, z: Tensor, attributes: Sequence[_Attribute], rebuild: bool
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """``neighbour_statistics`` of the standardised rows ``z``; ``rebuild``: the graph
+        from ``z`` (always on the first call)."""
+        if self._graph is None or rebuild:
+            # in float64: a float32 rounding must not flip two near-tied neighbours
+            idx, dist_sq = knn_graph(z.detach().double(), max(self.ks))
+            self._graph = idx, dist_sq.to(z.dtype)
+        return neighbour_statistics(z, self._graph, attributes, self.ks)

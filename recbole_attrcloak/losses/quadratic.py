@@ -135,24 +135,14 @@ def pair_samples(
 class QuadraticCritic:
     """The quadratic critic of ``losses.relabel.RelabelingNull``: its statistics for the label
     ``blocks`` (the null spread of a block beyond ``EXACT_ROWS`` users over a fixed sample of
-    rows, drawn from ``seed``). No draw changes them, and a check scores the same state up to
-    three times (its first stage and two draws): without gradient they are computed once per
-    state (the same tensor, not modified since)."""
+    rows, drawn from ``seed``). No draw changes them: a check scores them once
+    (``losses.stop_state.Scope.FIXED``)."""
 
     def __init__(self, blocks: Sequence[LabelBlock], seed: int) -> None:
         self.samples = pair_samples(blocks, seed)
-        self._memo: tuple[Tensor, int, dict] | None = None
 
     def statistics(
-        self, reps: Tensor, z: Tensor, blocks: Sequence[LabelBlock]
+        self, z: Tensor, blocks: Sequence[LabelBlock]
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """``quadratic_statistics`` of the standardised rows ``z`` of the representations
-        ``reps`` (which key the memo)."""
-        if z.requires_grad:
-            return quadratic_statistics(z, blocks, self.samples)
-        memo = self._memo
-        if memo is not None and memo[0] is reps and memo[1] == reps._version:
-            return memo[2]
-        stats = quadratic_statistics(z, blocks, self.samples)
-        self._memo = (reps, reps._version, stats)
-        return stats
+        """``quadratic_statistics`` of the standardised rows ``z``."""
+        return quadratic_statistics(z, blocks, self.samples)

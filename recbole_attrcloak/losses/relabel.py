@@ -65,20 +65,19 @@ from recbole_attrcloak.losses.attribute_labels import (
 from recbole_attrcloak.losses.contrasts import contrast_statistics
 from recbole_attrcloak.losses.crossfit import CrossFitCritics
 from recbole_attrcloak.losses.directions import (
+    SpectralCritics,
     axis_statistics,
     direction_basis,
     family_tolerance,
-    spectral_statistics,
 )
 from recbole_attrcloak.losses.kernel_critics import (
     INF,
     Critic,
-    CriticMetric,
-    critic_features,
     default_critics,
     fourier_draw,
+    kernel_statistics,
 )
-from recbole_attrcloak.losses.neighbours import knn_graph, neighbour_statistics
+from recbole_attrcloak.losses.neighbours import NeighbourCritics
 from recbole_attrcloak.losses.quadratic import QuadraticCritic
 from recbole_attrcloak.losses.stop_state import (
     CHECK_DRAWS,
@@ -144,8 +143,7 @@ class RelabelingNull(StopState):
         self.crossfit = None
         if crossfit or crossfit_diagonal:
             self.crossfit = CrossFitCritics(crossfit, seed, crossfit_diagonal)
-        self._graph: tuple[Tensor, Tensor] | None = None
-        self._nulls: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+        self._neighbours = NeighbourCritics(self.neighbours)
         self._checks = 0
         self.tolerance = float(tolerance)
         self.margin = float(margin)
@@ -275,15 +273,11 @@ class RelabelingNull(StopState):
             self.axis_tolerance = family_tolerance(self.tolerance, n_kernel, n_axes)
             self.axis_margin = self.margin + self.axis_tolerance - self.tolerance
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
-        self.perms = {}  # the spectral critics' fixed label permutations (only theirs)
+        self._spectral = None
         if self.spectral:
-            shuffles = torch.Generator().manual_seed(self.seed + 1)
-            for a in self.attributes:
-                draws = [
-                    torch.randperm(len(a.users), generator=shuffles)
-                    for _ in range(self.permutations)
-                ]
-                self.perms[a.name] = torch.stack(draws).to(device)
+            self._spectral = SpectralCritics(
+                self.attributes, self.spectral, self.permutations, self.seed + 1
+            )
         self._check_draws = [self._draw() for _ in range(self.check_draws)]
         self._quadratic = QuadraticCritic(self.blocks, self.seed + 3) if self.quadratic else None
         self._ready = True
@@ -328,40 +322,25 @@ class RelabelingNull(StopState):
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
         for gamma, random in {(c.gamma, c.random) for c in self.critics}:
-            # RANDOM leaves out the fixed feature maps (linear, squares), FIXED the Gaussian ones
-            if scope is not Scope.ALL and random != (scope is Scope.RANDOM):
+            # RANDOM and DRAWN leave out the fixed feature maps (linear, squares), FIXED the
+            # Gaussian ones
+            if scope is not Scope.ALL and random != (scope in (Scope.RANDOM, Scope.DRAWN)):
                 continue
-            feats = critic_features(z_in, gamma, draw)
-            feats = feats - feats.mean(0)  # centred: the null's spread then follows ‖A‖ closely
-            n = len(feats)
-            gram = feats.T @ feats / n
-            metrics = {}  # this kernel's critics, for the contrasts
-            for critic in (c for c in self.critics if c.gamma == gamma):
-                metric = None  # the critic's inner product: ⟨f_u, f_v⟩ or f_uᵀ(G + λ)⁻¹f_v / n
-                if critic.ridge != INF:
-                    eye = torch.eye(len(gram), dtype=gram.dtype, device=gram.device)
-                    chol = torch.linalg.cholesky(gram + critic.ridge * gram.diagonal().mean() * eye)
-                    metric = torch.cholesky_inverse(chol) / n
-                shared = CriticMetric(feats, metric, gram * n)
-                metrics[critic] = shared
-                for block in self.blocks:
-                    excess, spread = shared.statistic(block)
-                    for name, e, sd in zip(
-                        block.names, excess.unbind(), spread.unbind(), strict=True
-                    ):
-                        out[name, critic.name] = e, sd
-                if self.spectral and gamma is None and scope is Scope.ALL:
-                    for attr in self.attributes:
-                        out.update(self._spectral(shared, attr, critic, refresh))
+            kernel = [c for c in self.critics if c.gamma == gamma]
+            stats, metrics = kernel_statistics(z_in, gamma, kernel, draw, self.blocks)
+            out.update(stats)
+            if self.spectral and gamma is None and scope is Scope.ALL:
+                out.update(self._spectral.statistics(metrics, refresh))
             if self.contrasts:
                 out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
-        if self._quadratic is not None and scope is not Scope.RANDOM:
-            out.update(self._quadratic.statistics(reps, z_in, self.blocks))
-        if self.axes is not None and scope is not Scope.RANDOM:
+        fixed, drawn = scope in (Scope.ALL, Scope.FIXED), scope in (Scope.ALL, Scope.DRAWN)
+        if self._quadratic is not None and fixed:
+            out.update(self._quadratic.statistics(z_in, self.blocks))
+        if self.axes is not None and fixed:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
-        if self.neighbours and scope is Scope.ALL:
-            out.update(self._neighbour_statistics(z_in, index == 0))
-        if self.crossfit is not None and scope is Scope.ALL:
+        if self.neighbours and drawn:
+            out.update(self._neighbours.statistics(z_in, self.attributes, index == 0))
+        if self.crossfit is not None and drawn:
             out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
         for b, (columns, block) in enumerate(self.column_blocks, 1):
             stats = block.statistics_at(reps[:, columns], index, scope)
@@ -386,30 +365,6 @@ class RelabelingNull(StopState):
             self._setup(reps)
         draw = None if check is None else self._check_draws[check]
         return self.statistics(reps, draw, scope)
-
-    def _neighbour_statistics(
-        self, z_in: Tensor, rebuild: bool
-    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """The neighbourhood critics (``losses.neighbours``): the graph of each row's nearest
-        neighbours is rebuilt at every check (a stale graph let runs meet the target while the
-        current neighbours still shared labels), and the step's loss uses the check's graph."""
-        if self._graph is None or rebuild:
-            # in float64: a float32 rounding must not flip two near-tied neighbours
-            idx, dist_sq = knn_graph(z_in.detach().double(), max(self.neighbours))
-            self._graph = idx, dist_sq.to(z_in.dtype)
-        return neighbour_statistics(z_in, self._graph, self.attributes, self.neighbours)
-
-    def _spectral(
-        self, shared: CriticMetric, attr: _Attribute, critic: Critic, refresh: bool
-    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """The spectral critics of a linear critic: its top eigenvalues against their null
-        under fixed label permutations (refreshed every ``refresh`` checks)."""
-        key = (attr.name, critic.name)
-        null = None if refresh else self._nulls.get(key)
-        stats, self._nulls[key] = spectral_statistics(
-            shared.rows(attr), attr, critic.name, self.spectral, null, self.perms[attr.name]
-        )
-        return stats
 
     def __call__(self, reps: Tensor) -> Tensor:
         """Mean of max(|z| − margin, 0)² over attributes and critics, with fresh random

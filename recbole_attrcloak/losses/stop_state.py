@@ -21,12 +21,15 @@ CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
 
 class Scope(Enum):
     """Which statistics a call scores: all of them, only those of the random features (the
-    check's extra draws), or only those no draw changes (the linear critics, their contrasts
-    and the per-direction critics: the first stage of a step's check)."""
+    check's extra draws), only those no draw changes (the linear and squares critics, their
+    contrasts, the quadratic and per-direction critics: the check's first stage), or all that a
+    draw changes (the random features' and the cross-fitted critics' folds: the check's first
+    ``CHECK_DRAWS`` draws, after its first stage)."""
 
     ALL = "all"
     RANDOM = "random"
     FIXED = "fixed"
+    DRAWN = "drawn"
 
 
 def random_feature_critic(critic: str) -> bool:
@@ -103,31 +106,33 @@ class StopState:
         only those of the random features. One draw's random-feature and fold noise made runs
         wait on a statistic that only that draw showed beyond its tolerance.
 
-        ``estimate`` (a step's own z): the statistics no draw changes are scored first, and when
-        one is beyond its tolerance the state cannot meet the target whatever the draws show:
-        the check stops there, with ``estimate`` standing in for the rest (``estimated``). On
-        ml-100k BPR every check that failed had a linear statistic beyond its tolerance; the
-        stop decisions are the same as the full check's. (``RelabelingNull`` passes none with
-        spectral or neighbour critics: their check rebuilds the nulls and graph the loss reuses.)"""
+        The statistics no draw changes are scored once, first (their mean over the draws is
+        their value). ``estimate`` (a step's own z): when one of them is beyond its tolerance
+        the state cannot meet the target whatever the draws show: the check stops there, with
+        ``estimate`` standing in for the rest (``estimated``). On ml-100k BPR every check that
+        failed had a linear statistic beyond its tolerance; the stop decisions are the same as
+        the full check's. (``RelabelingNull`` has no such stage with spectral or neighbour
+        critics: their check rebuilds, with every critic, the nulls and graph the loss
+        reuses.)"""
         if not self._ready:
             self._setup(reps)
         self._checks += 1
         reps = reps.detach()
-        if estimate is not None:
+        totals: dict[tuple[str, str], list[float]] = {}
+        drawn = Scope.ALL
+        if self.staged_check:
             fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
-            if any(abs(float(z)) > self._bounds(k)[0] for k, z in fixed.items()):
-                self.checked = {**estimate, **{k: float(z) for k, z in fixed.items()}}
+            totals = {k: [float(z)] for k, z in fixed.items()}
+            if estimate is not None and self._beyond_fixed(totals):
+                self.checked = {**estimate, **{k: v[0] for k, v in totals.items()}}
                 self.estimated, self._passed = True, None
                 return self.max_abs_z
-        totals: dict[tuple[str, str], list[float]] = {}
+            drawn = Scope.DRAWN
         for i, draw in enumerate(self._check_draws):
-            if i == CHECK_DRAWS and any(  # beyond on a critic without random features: no
-                abs(sum(v) / len(v)) > self._bounds(k)[0]  # need to average those any further
-                for k, v in totals.items()
-                if not random_feature_critic(k[1])
-            ):
+            # beyond on a critic without random features: no need to average those any further
+            if i == CHECK_DRAWS and self._beyond_fixed(totals):
                 break
-            scope = Scope.RANDOM if i >= CHECK_DRAWS else Scope.ALL
+            scope = Scope.RANDOM if i >= CHECK_DRAWS else drawn
             for key, z in self.zscores(reps, draw, scope).items():
                 totals.setdefault(key, []).append(float(z))
         self.checked = {k: sum(v) / len(v) for k, v in totals.items()}
@@ -135,6 +140,15 @@ class StopState:
         # a run ends on the state that met the target: its final scoring reuses this check
         self._passed = (reps.clone(), dict(self.checked)) if self.distance() <= 0.0 else None
         return self.max_abs_z
+
+    def _beyond_fixed(self, totals: Mapping[tuple[str, str], list[float]]) -> bool:
+        """Whether a statistic without random features (its mean so far) is beyond its
+        tolerance."""
+        return any(
+            abs(sum(v) / len(v)) > self._bounds(k)[0]
+            for k, v in totals.items()
+            if not random_feature_critic(k[1])
+        )
 
     def _reuse_passed(self, reps: Tensor) -> bool:
         """Whether ``reps`` is the last state a full check found at the target (then its z are
