@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
+from tests.attacks import kfold_balanced_accuracy
 from tests.test_relabel import _unlearn
 
 
@@ -31,13 +32,8 @@ def _scores(x: torch.Tensor, labels: dict, reference: torch.Tensor, **kw) -> dic
 def _balanced_attack(x: torch.Tensor, member: torch.Tensor) -> float:
     """5-fold balanced accuracy of a class-weighted logistic regression on one class vs rest."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    model = LogisticRegression(class_weight="balanced")
-    pred = cross_val_predict(model, x.numpy(), member.numpy(), cv=folds)
-    return float(balanced_accuracy_score(member.numpy(), pred))
+    return kfold_balanced_accuracy(x, member, LogisticRegression(class_weight="balanced"))
 
 
 def test_each_class_statistic_is_that_of_its_own_two_class_labeling():

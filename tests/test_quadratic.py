@@ -10,6 +10,7 @@ from recbole_attrcloak.losses import RelabelingNull
 from recbole_attrcloak.losses.attribute_labels import _attribute, label_blocks
 from recbole_attrcloak.losses.kernel_critics import default_critics
 from recbole_attrcloak.losses.quadratic import pair_square_sum, quadratic_statistics
+from tests.attacks import kfold_balanced_accuracy
 from tests.test_relabel import _noise, _unlearn
 
 
@@ -105,13 +106,9 @@ def test_z_follows_the_null_on_noise_and_sees_a_covariance_difference():
 def _logreg_attack(feats: torch.Tensor, y: torch.Tensor, c: float) -> float:
     """5-fold balanced accuracy of a class-balanced logistic regression on ``feats``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     model = LogisticRegression(C=c, max_iter=3000, class_weight="balanced")
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    pred = cross_val_predict(model, feats.double().numpy(), y.numpy(), cv=folds)
-    return float(balanced_accuracy_score(y.numpy(), pred))
+    return kfold_balanced_accuracy(feats.double(), y, model)
 
 
 def _products_attack(x: torch.Tensor, y: torch.Tensor) -> float:

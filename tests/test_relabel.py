@@ -11,6 +11,7 @@ import torch
 
 from recbole_attrcloak.losses import LeakageObjective, RelabelingNull, default_critics
 from recbole_attrcloak.losses.kernel_critics import Critic, CriticMetric, critic_features
+from tests.attacks import kfold_balanced_accuracy
 
 
 def _noise(n: int = 400, d: int = 12, seed: int = 0) -> torch.Tensor:
@@ -154,16 +155,12 @@ def _kurtosis_leak(n: int = 600, seed: int = 0) -> tuple[torch.Tensor, torch.Ten
 def _attack(x: torch.Tensor, y: torch.Tensor, attacker: str) -> float:
     """5-fold balanced accuracy of a scikit-learn attacker on standardised inputs."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     model = {"knn": KNeighborsClassifier(15), "logreg": LogisticRegression(C=0.05)}[attacker]
-    folds = StratifiedKFold(5, shuffle=True, random_state=0)
-    pred = cross_val_predict(make_pipeline(StandardScaler(), model), x.numpy(), y.numpy(), cv=folds)
-    return float(balanced_accuracy_score(y.numpy(), pred))
+    return kfold_balanced_accuracy(x, y, make_pipeline(StandardScaler(), model))
 
 
 def _unlearn(x: torch.Tensor, labels: dict, **settings) -> tuple[torch.Tensor, object]:
