@@ -7,12 +7,12 @@ second-moment critics (``au_squares``, ``au_quadratic``): the diagnosis behind t
 Load the original checkpoint as the CLI loads it, unlearn it with the product's defaults in each
 mode of ``--modes`` with both critics off, with the quadratic one alone and with both (the
 default), and score each unlearned user
-table with 5-fold attackers (stratified, seed 0) on each attribute of ``--attributes``: logistic
-regression on the standardised coordinates (linear), on their squares (each coordinate's
-variance), on the products of the top 32 principal components (covariances), and the audit's
-RBF-SVM and random forest. Cells: balanced accuracy − chance (1/K). The audit's permutation null
-for the same runs is in the grids (``default_ml1m_*``); here the attackers only locate what is
-left. Writes ``second_moments.csv`` and ``second_moments.md``.
+table with 5-fold attackers (stratified, seed 0) on each attribute of ``--attributes``: the
+audit's logistic regression on the standardised coordinates (linear), on their squares (each
+coordinate's variance), on the products of the top 32 principal components (covariances), and
+the audit's RBF-SVM and random forest. Cells: balanced accuracy − chance (1/K). The audit's
+permutation null for the same runs is in the grids (``default_ml1m_*``); here the attackers only
+locate what is left. Writes ``second_moments.csv`` and ``second_moments.md``.
 """
 
 from __future__ import annotations
@@ -33,34 +33,35 @@ SETTINGS = ((False, False), (False, True), (True, True))
 
 def probe_features(x: np.ndarray, probe: str) -> np.ndarray:
     """The inputs of a probe: the standardised coordinates, their squares, or the pairwise
-    products of the top 32 principal components (each scaled to unit variance)."""
+    products of the top 32 principal components (``losses.directions.principal_axes``: unit
+    variance each)."""
+    import torch
+
+    from recbole_attrcloak.losses.directions import principal_axes
+
     z = (x - x.mean(0)) / x.std(0).clip(1e-12)
     if probe == "squares":
         return z**2
     if probe == "pca32_products":
-        _, s, vt = np.linalg.svd(z, full_matrices=False)
-        k = min(32, len(s))
-        pcs = z @ vt[:k].T / (s[:k] / np.sqrt(len(z)))
-        rows, cols = np.triu_indices(k)
+        zt = torch.from_numpy(z)
+        pcs = ((zt - zt.mean(0)) @ principal_axes(zt, 32)).numpy()
+        rows, cols = np.triu_indices(pcs.shape[1])
         return pcs[:, rows] * pcs[:, cols]
     return z
 
 
 def probe_gap(x: np.ndarray, y: np.ndarray, probe: str) -> float:
-    """5-fold balanced accuracy of ``probe`` on (x, y), minus chance."""
-    from sklearn.linear_model import LogisticRegression
+    """5-fold balanced accuracy of ``probe`` on (x, y), minus chance: the audit's attackers
+    (``audit.attackers.make_attacker``), its logistic regression on each probe's features."""
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     from recbole_attrcloak.audit.attackers import make_attacker
 
     if probe in ("svm_rbf", "random_forest"):
         model, feats = make_attacker(probe, 0), x
     else:
-        logreg = LogisticRegression(max_iter=3000, class_weight="balanced")
-        model, feats = make_pipeline(StandardScaler(), logreg), probe_features(x, probe)
+        model, feats = make_attacker("logreg", 0), probe_features(x, probe)
     folds = StratifiedKFold(5, shuffle=True, random_state=0)
     pred = cross_val_predict(model, feats, y, cv=folds)
     return float(balanced_accuracy_score(y, pred)) - 1.0 / len(np.unique(y))
@@ -109,9 +110,10 @@ def markdown(rows: list[dict], attributes: list[str], command: str, header: str)
     """second_moments.md: one row per run, each probe's gap per attribute."""
     title = "What attackers read in the unlearned embeddings' second moments"
     note = (
-        "Cells: 5-fold balanced accuracy − chance of each probe (logistic regression on the "
-        "standardised coordinates, on their squares, on the products of the top 32 principal "
-        "components; the audit's RBF-SVM and random forest), on the unlearned user table."
+        "Cells: 5-fold balanced accuracy − chance of each probe (the audit's logistic "
+        "regression on the standardised coordinates, on their squares, on the products of the "
+        "top 32 principal components; the audit's RBF-SVM and random forest), on the unlearned "
+        "user table."
     )
     cols = [f"{a}/{p}" for a in attributes for p in PROBES]
     lines = [
