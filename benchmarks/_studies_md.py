@@ -213,9 +213,9 @@ def second_moments_block(results: Path, link: str) -> str:
         f"[`second_moments.md`]({link}/second_moments.md) has the command, date and machine): "
         f"the {frame['checkpoint'].iloc[0]} original, unlearned with the defaults but "
         "`au_squares` and `au_quadratic`; 5-fold balanced accuracy − chance of each probe on "
-        "the unlearned user table (logistic regression on the standardised coordinates, their "
-        "squares, the products of the top 32 principal components; the audit's RBF-SVM and "
-        "random forest)."
+        "the unlearned user table (the audit's logistic regression on the standardised "
+        "coordinates, their squares, the products of the top 32 principal components; the "
+        "audit's RBF-SVM and random forest)."
     )
     names = ["mode", "au_squares", "au_quadratic", "steps", "NDCG@10 kept", *probes]
     table = markdown_table(names, rows)
