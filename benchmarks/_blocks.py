@@ -58,7 +58,7 @@ def _registry() -> dict[str, Source]:
         "attrcloak_ml1m_fast": Source("default_ml1m_fast", _paper_md.attrcloak_block),
         "attrcloak_ml1m_moments": Source("default_ml1m_moments", _paper_md.attrcloak_block),
         "attrcloak_ml1m_neumf": Source("default_ml1m_neumf", _paper_md.attrcloak_block),
-        "baselines": Source("paper_tables", _paper_md.baselines_block),
+        "baselines": Source("baselines", _paper_md.baselines_block),
         "embedding_size": Source("embedding_size", _es_md.readme_block),
         "ablation": Source("ablation", _ablation_md.readme_block),
         "scale": Source("scale", _studies_md.scale_block),
@@ -79,6 +79,7 @@ def _summaries() -> dict[str, Callable[[Path], str]]:
 
     return {
         "paper_tables/summary.md": _paper_md.summary_markdown,
+        "baselines/summary.md": _paper_md.summary_markdown,
         "embedding_size/summary.md": _es_md.summary_markdown,
     }
 
