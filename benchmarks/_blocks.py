@@ -38,6 +38,7 @@ def _registry() -> dict[str, Source]:
 
     return {
         "paper_tables": Source("paper_tables", _paper_md.readme_block),
+        "paper_tables_current": Source("baselines", _paper_md.readme_block),
         "originals": Source("paper_tables", _paper_md.originals_block),
         "attrcloak": Source("paper_tables", _paper_md.attrcloak_block),
         "attrcloak_default": Source("default_moments", _paper_md.attrcloak_block),
