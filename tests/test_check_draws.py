@@ -124,16 +124,31 @@ def test_a_steps_check_stops_at_a_linear_critic_beyond_tolerance_with_the_same_v
         full.check(x)  # the original fixes the standardisation
         staged.check(x)
         full.check(state)
-        estimate = {key: 9.0 for key in full.checked}  # what a step's own draw would say
+        # what a step's own (fresh) draw says of this state
+        estimate = {k: float(z) for k, z in staged.zscores(state).items()}
         staged.check(state, estimate=estimate)
         assert full.distance() > 0.0 and staged.distance() > 0.0  # the same verdict
         assert staged.estimated == early  # stopped after the linear critics only then
         assert abs(staged.checked[linear]) > 2.0 or not early
         assert staged.checked[linear] == full.checked[linear]  # no draw changes it
         if early:  # the rest stood in by the step's own z
-            assert staged.checked[gaussian] == 9.0
+            assert staged.checked[gaussian] == estimate[gaussian] != full.checked[gaussian]
         else:
             assert staged.checked == full.checked
+
+
+def test_a_steps_check_takes_the_fixed_statistics_from_the_steps_own_scores(monkeypatch):
+    x, y = _ring()
+    x = x[:, 2:]  # the ring's two coordinates dropped: noise, no statistic beyond its tolerance
+    objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, quadratic=True, seed=0)
+    objective.check(x)  # the original: its first stage finds the fixed statistics
+    calls = _count_scopes(monkeypatch)
+    estimate = {k: float(z) for k, z in objective.zscores(x).items()}  # a step's own scores
+    calls.clear()
+    objective.check(x, estimate=estimate)
+    assert calls == [Scope.DRAWN, Scope.DRAWN] + [Scope.RANDOM] * 2  # no FIXED pass
+    fixed = objective.statistics_at(x, 0, Scope.FIXED)
+    assert fixed and all(objective.checked[k] == estimate[k] for k in fixed)
 
 
 def test_the_final_scoring_of_a_state_that_met_the_target_reuses_its_check(monkeypatch):

@@ -130,19 +130,3 @@ def pair_samples(
         for i, b in enumerate(blocks)
         if len(b.users) > limit
     }
-
-
-class QuadraticCritic:
-    """The quadratic critic of ``losses.relabel.RelabelingNull``: its statistics for the label
-    ``blocks`` (the null spread of a block beyond ``EXACT_ROWS`` users over a fixed sample of
-    rows, drawn from ``seed``). No draw changes them: a check scores them once
-    (``losses.stop_state.Scope.FIXED``)."""
-
-    def __init__(self, blocks: Sequence[LabelBlock], seed: int) -> None:
-        self.samples = pair_samples(blocks, seed)
-
-    def statistics(
-        self, z: Tensor, blocks: Sequence[LabelBlock]
-    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
-        """``quadratic_statistics`` of the standardised rows ``z``."""
-        return quadratic_statistics(z, blocks, self.samples)

@@ -78,7 +78,7 @@ from recbole_attrcloak.losses.kernel_critics import (
     kernel_statistics,
 )
 from recbole_attrcloak.losses.neighbours import NeighbourCritics
-from recbole_attrcloak.losses.quadratic import QuadraticCritic
+from recbole_attrcloak.losses.quadratic import pair_samples, quadratic_statistics
 from recbole_attrcloak.losses.stop_state import (
     CHECK_DRAWS,
     Scope,
@@ -279,7 +279,8 @@ class RelabelingNull(StopState):
                 self.attributes, self.spectral, self.permutations, self.seed + 1
             )
         self._check_draws = [self._draw() for _ in range(self.check_draws)]
-        self._quadratic = QuadraticCritic(self.blocks, self.seed + 3) if self.quadratic else None
+        # the rows whose pairs estimate the quadratic critic's null spread, per large block
+        self._pair_rows = pair_samples(self.blocks, self.seed + 3) if self.quadratic else None
         self._ready = True
 
     @property
@@ -334,8 +335,8 @@ class RelabelingNull(StopState):
             if self.contrasts:
                 out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
         fixed, drawn = scope in (Scope.ALL, Scope.FIXED), scope in (Scope.ALL, Scope.DRAWN)
-        if self._quadratic is not None and fixed:
-            out.update(self._quadratic.statistics(z_in, self.blocks))
+        if self.quadratic and fixed:
+            out.update(quadratic_statistics(z_in, self.blocks, self._pair_rows))
         if self.axes is not None and fixed:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
         if self.neighbours and drawn:

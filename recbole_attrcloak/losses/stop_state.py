@@ -52,6 +52,8 @@ class StopState:
     _bound_cache: tuple[tuple, Tensor] | None
     # the last state a full check found at the target, and that check's z
     _passed: tuple[Tensor, dict[tuple[str, str], float]] | None = None
+    # the statistics no draw changes (the keys of the first check's first stage)
+    _fixed_keys: tuple[tuple[str, str], ...] | None = None
 
     def _bound_table(self, keys: tuple[tuple[str, str], ...], like: Tensor) -> Tensor:
         """(n, 2) tolerance and margin of the statistics ``keys``, kept while the keys stay."""
@@ -107,7 +109,8 @@ class StopState:
         wait on a statistic that only that draw showed beyond its tolerance.
 
         The statistics no draw changes are scored once, first (their mean over the draws is
-        their value). ``estimate`` (a step's own z): when one of them is beyond its tolerance
+        their value); ``estimate`` (a step's own z of this state, every statistic) already holds
+        them, and the check takes them from it. When one of them is beyond its tolerance
         the state cannot meet the target whatever the draws show: the check stops there, with
         ``estimate`` standing in for the rest (``estimated``). On ml-100k BPR every check that
         failed had a linear statistic beyond its tolerance; the stop decisions are the same as
@@ -121,8 +124,13 @@ class StopState:
         totals: dict[tuple[str, str], list[float]] = {}
         drawn = Scope.ALL
         if self.staged_check:
-            fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
-            totals = {k: [float(z)] for k, z in fixed.items()}
+            if estimate is not None and self._fixed_keys is not None:
+                # the step's own draw scored them on this state, and no draw changes them
+                totals = {k: [estimate[k]] for k in self._fixed_keys}
+            else:
+                fixed = self.zscores(reps, self._check_draws[0], Scope.FIXED)
+                totals = {k: [float(z)] for k, z in fixed.items()}
+                self._fixed_keys = tuple(totals)
             if estimate is not None and self._beyond_fixed(totals):
                 self.checked = {**estimate, **{k: v[0] for k, v in totals.items()}}
                 self.estimated, self._passed = True, None
