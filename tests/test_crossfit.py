@@ -186,3 +186,33 @@ def test_the_objective_reports_a_diagonal_critic_per_threshold():
         "a/crossfit/diagonal=2/z",
         "a/crossfit/diagonal=3/z",
     }
+
+
+def test_the_null_scored_in_groups_of_permutations_is_the_null_scored_at_once(monkeypatch):
+    """Large user sets score the permutations a few at a time (``NULL_VALUES``): the same
+    statistics, the same gradient."""
+    import recbole_attrcloak.losses.crossfit as crossfit
+
+    x, y = _noise_and_labels(n=200, d=6)
+    x[y == 2, 1] += 1.5  # a planted leak: the statistics are not at their null
+    labelings = [(y, 3), ((y == 0).long(), 2)]
+    g = torch.Generator().manual_seed(1)
+    folds = random_folds(len(y), 5, g, "cpu")
+    perms = torch.stack([torch.randperm(len(y), generator=g) for _ in range(8)])
+
+    def scored() -> tuple[list, list]:
+        z = x.clone().requires_grad_(True)
+        ridge = crossfit_statistics(z, labelings, folds, perms, 1.0, 0.25)
+        diagonal = diagonal_statistics(z, labelings, folds, perms, 2.0, 0.25)
+        stats = [t for pair in ridge + diagonal for t in pair]
+        (grad,) = torch.autograd.grad(sum(e for e, _ in ridge + diagonal), z)
+        return stats, grad
+
+    whole, whole_grad = scored()
+    monkeypatch.setattr(crossfit, "NULL_VALUES", 3 * len(y) * 5)  # three permutations a group
+    grouped, grouped_grad = scored()
+    assert len(crossfit._groups_of(perms, len(y) * 5)) == 3
+    for a, b in zip(whole, grouped, strict=True):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grouped_grad, whole_grad, rtol=1e-10, atol=1e-12)
+    assert float(whole[0] / whole[1]) > 2  # the planted class is read

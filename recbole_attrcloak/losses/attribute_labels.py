@@ -7,7 +7,7 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -106,6 +106,13 @@ class LabelBlock:
     segments: Tensor  # (C, L): column c belongs to labeling j where it is 1
     label_sq: Tensor  # (L,) ‖Ỹ_j‖²_F
     pair_sq: Tensor  # (L,) mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩² under labeling j
+
+
+def block_to(block: LabelBlock, device: torch.device, dtype: torch.dtype) -> LabelBlock:
+    """``block`` on ``device``, its label values in ``dtype`` (the representations')."""
+    values = ("labels", "segments", "label_sq", "pair_sq")
+    moved = {k: getattr(block, k).to(device, dtype) for k in values}
+    return replace(block, users=block.users.to(device), **moved)
 
 
 def label_block(names: Sequence[str], users: Tensor, labels: Sequence[Tensor]) -> LabelBlock:

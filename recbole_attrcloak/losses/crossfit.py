@@ -28,6 +28,10 @@ from recbole_attrcloak.losses.attribute_labels import _Attribute, _balanced_oneh
 # Folds, label permutations per call and softmax temperature (relative to the spread of the
 # held-out scores); the check's permutations per check draw (a steadier null spread).
 FOLDS, PERMUTATIONS, TEMPERATURE, CHECK_PERMUTATIONS = 5, 16, 0.25, 32
+# The most null scores (users × permutations × label columns) held at once: the permutations
+# are scored in groups under it (all at once on ml-100k and ml-1m; one at a time at 10^6 users,
+# where all 32 of a check would take 4 GB per copy).
+NULL_VALUES = 2**25
 
 
 def random_folds(m: int, n_folds: int, generator: torch.Generator, device) -> list[Tensor]:
@@ -118,34 +122,48 @@ def crossfit_statistics(
     xy = x.T @ true_y - xf.transpose(1, 2) @ yf - mean[:, :, None] * y_rest[:, None]
     test = xf - mean[:, None]  # (F, f, d)
     scores = (test @ torch.cholesky_solve(xy, chol)).flatten(0, 1)[place].split(widths, 1)
+    soft = [
+        _soft(codes, k, score, temperature)
+        for (codes, k), score in zip(labelings, scores, strict=True)
+    ]
+    nulls: list[list[Tensor]] = [[] for _ in labelings]
     with torch.no_grad():
         # a permutation keeps the class sizes (and the targets' column sums): its targets are
         # the true targets' rows, shuffled
-        r, c = len(permutations), true_y.shape[1]
-        null_f = _padded(true_y, index, permutations)  # (F, f, R·C)
-        own = xf.detach().transpose(1, 2) @ null_f  # each fold's X_fᵀY_f: (F, d, R·C)
-        null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
-        null_rest = y_sum.repeat(r) - null_f.sum(1)  # (F, R·C)
-        null_xy -= mean.detach()[:, :, None] * null_rest[:, None]
-        weights = torch.cholesky_solve(null_xy, chol.detach())
-        null_scores = (test.detach() @ weights).flatten(0, 1)[place].view(m, r, c)
-        null_scores = null_scores.transpose(0, 1).split(widths, 2)
-    return [
-        _excess(codes, k, score, null_score, permutations, temperature)
-        for (codes, k), score, null_score in zip(labelings, scores, null_scores, strict=True)
-    ]
+        c = true_y.shape[1]
+        for part in _groups_of(permutations, m * c):
+            r = len(part)
+            null_f = _padded(true_y, index, part)  # (F, f, r·C)
+            own = xf.detach().transpose(1, 2) @ null_f  # each fold's X_fᵀY_f: (F, d, r·C)
+            null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
+            null_rest = y_sum.repeat(r) - null_f.sum(1)  # (F, r·C)
+            null_xy -= mean.detach()[:, :, None] * null_rest[:, None]
+            weights = torch.cholesky_solve(null_xy, chol.detach())
+            null_scores = (test.detach() @ weights).flatten(0, 1)[place].view(m, r, c)
+            null_scores = null_scores.transpose(0, 1).split(widths, 2)
+            for null, (codes, _), (_, counts, softmax), null_score in zip(
+                nulls, labelings, soft, null_scores, strict=True
+            ):
+                null.append(_soft_balanced(null_score, codes[part], counts, softmax))
+    return [_excess(s, torch.cat(null)) for (s, _, _), null in zip(soft, nulls, strict=True)]
 
 
-def _excess(
-    codes: Tensor, k: int, score: Tensor, null_score: Tensor, permutations: Tensor, temperature
-) -> tuple[Tensor, Tensor]:
-    """(s − mean of the null, sd of the null) of the soft balanced accuracy of the held-out
-    ``score`` (m, K) against ``null_score`` (R, m, K) of the permuted labels."""
+def _groups_of(permutations: Tensor, values_each: int) -> tuple[Tensor, ...]:
+    """``permutations`` in groups of at most ``NULL_VALUES`` // ``values_each`` (at least one)."""
+    return permutations.split(max(1, NULL_VALUES // max(values_each, 1)))
+
+
+def _soft(codes: Tensor, k: int, score: Tensor, temperature: float) -> tuple[Tensor, ...]:
+    """The soft balanced accuracy of the held-out ``score`` (m, K) of ``codes``, with the class
+    counts and the softmax scale that its null shares."""
     counts = torch.bincount(codes, minlength=k).to(score.dtype).clamp_min(1.0)
     scale = temperature * score.detach().std().clamp_min(1e-12)
-    soft = _soft_balanced(score[None], codes[None], counts, scale)[0]
-    with torch.no_grad():
-        null = _soft_balanced(null_score, codes[permutations], counts, scale)
+    return _soft_balanced(score[None], codes[None], counts, scale)[0], counts, scale
+
+
+def _excess(soft: Tensor, null: Tensor) -> tuple[Tensor, Tensor]:
+    """(s − mean of the null, sd of the null) of a soft balanced accuracy ``soft`` against the
+    same statistic ``null`` (R,) of the permuted labels."""
     return soft - null.mean(), null.std().clamp_min(1e-12)
 
 
@@ -177,18 +195,21 @@ def diagonal_statistics(
     for codes, k in labelings:
         onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
         score = _diagonal_scores(xf, centred, _padded(onehot, index), mean, var, threshold)
-        score = score.flatten(0, 1)[place]
+        soft, counts, softmax = _soft(codes, k, score.flatten(0, 1)[place], temperature)
+        null = []
         with torch.no_grad():
-            null = _diagonal_scores(
-                xf.detach(),
-                centred.detach(),
-                _padded(onehot, index, permutations),  # (F, f, R·K)
-                mean.detach(),
-                var.detach(),
-                threshold,
-            )  # (F, f, R·K)
-            null_score = null.flatten(0, 1)[place].view(m, len(permutations), k).transpose(0, 1)
-        out.append(_excess(codes, k, score, null_score, permutations, temperature))
+            for part in _groups_of(permutations, m * k):
+                scores = _diagonal_scores(
+                    xf.detach(),
+                    centred.detach(),
+                    _padded(onehot, index, part),  # (F, f, r·K)
+                    mean.detach(),
+                    var.detach(),
+                    threshold,
+                )  # (F, f, r·K)
+                scores = scores.flatten(0, 1)[place].view(m, len(part), k).transpose(0, 1)
+                null.append(_soft_balanced(scores, codes[part], counts, softmax))
+        out.append(_excess(soft, torch.cat(null)))
     return out
 
 
@@ -246,34 +267,41 @@ class CrossFitCritics:
         perms = [torch.randperm(m, generator=generator, device=device) for _ in range(n_perms)]
         return folds, torch.stack(perms)
 
-    def skip_fresh(
-        self, attributes: Sequence[_Attribute], n_rows: int, generator: torch.Generator
-    ) -> None:
-        """Draw from ``generator`` what a fresh call's folds and permutations would, unused: a
-        scoring that reads only the check draws leaves the steps' draws where they were."""
-        for attrs in _groups(attributes, n_rows).values():
-            self._splits(len(attrs[0].users), generator, generator.device)
+    def splits(
+        self,
+        attributes: Sequence[_Attribute],
+        n_rows: int,
+        generator: torch.Generator,
+        check: int | None,
+    ) -> dict[str, tuple[list[Tensor], Tensor]]:
+        """The folds and label permutations of every group of attributes (``_groups``): fresh
+        from ``generator`` (``check`` None; a scoring that reads only the check draws draws them
+        too, unused, so that the steps' draws stay where they were), else the fixed ones of the
+        check draw of index ``check``."""
+        out = {}
+        for key, attrs in _groups(attributes, n_rows).items():
+            m, device = len(attrs[0].users), attrs[0].users.device
+            if check is None:
+                out[key] = self._splits(m, generator, device)
+                continue
+            if (key, check) not in self._fixed:
+                fixed = torch.Generator(device=device).manual_seed(self.seed + 2 + check)
+                self._fixed[key, check] = self._splits(m, fixed, device, CHECK_PERMUTATIONS)
+            out[key] = self._fixed[key, check]
+        return out
 
     def statistics(
         self,
         z: Tensor,
         attributes: Sequence[_Attribute],
-        generator: torch.Generator,
-        check: int | None,
+        splits: dict[str, tuple[list[Tensor], Tensor]],
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """(attribute, ``crossfit/ridge=r`` or ``crossfit/diagonal=t``) → (excess, spread) on
-        the standardised representations ``z``; ``check``: the index of the check draw, None
-        for a fresh one."""
+        the standardised representations ``z`` with the folds and permutations ``splits``
+        (``splits``: drawn apart, so that a recomputation scores the same ones)."""
         out = {}
         for key, attrs in _groups(attributes, len(z)).items():
-            m = len(attrs[0].users)
-            if check is None:
-                folds, perms = self._splits(m, generator, z.device)
-            else:
-                if (key, check) not in self._fixed:
-                    fixed = torch.Generator(device=z.device).manual_seed(self.seed + 2 + check)
-                    self._fixed[key, check] = self._splits(m, fixed, z.device, CHECK_PERMUTATIONS)
-                folds, perms = self._fixed[key, check]
+            folds, perms = splits[key]
             rows = z if not key else z[attrs[0].users]
             labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
             for ridge in self.ridges:

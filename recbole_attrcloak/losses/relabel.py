@@ -49,8 +49,8 @@ Pure torch; no RecBole, Ray or scikit-learn import.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -60,6 +60,7 @@ from recbole_attrcloak.losses.attribute_labels import (
     _Attribute,
     _attribute,
     _rest,
+    block_to,
     label_blocks,
 )
 from recbole_attrcloak.losses.contrasts import contrast_statistics
@@ -79,11 +80,8 @@ from recbole_attrcloak.losses.kernel_critics import (
 )
 from recbole_attrcloak.losses.neighbours import NeighbourCritics
 from recbole_attrcloak.losses.quadratic import pair_samples, quadratic_statistics
-from recbole_attrcloak.losses.stop_state import (
-    CHECK_DRAWS,
-    Scope,
-    StopState,
-)
+from recbole_attrcloak.losses.recompute import SEGMENT_ROWS, segmented
+from recbole_attrcloak.losses.stop_state import CHECK_DRAWS, Scope, StopState
 
 
 class RelabelingNull(StopState):
@@ -126,6 +124,7 @@ class RelabelingNull(StopState):
         check_slack: float = INF,
         blocks: Sequence[int] = (),
         seed: int = 0,
+        segment_rows: int | None = SEGMENT_ROWS,
     ) -> None:
         if not labels:
             raise ValueError("RelabelingNull needs at least one attribute")
@@ -154,6 +153,7 @@ class RelabelingNull(StopState):
         self.staged_check = not (neighbours or spectral)
         self.estimated = False  # the last state's z came from the step's own draw
         self.seed = int(seed)
+        self.segment_rows = segment_rows  # users from which a step recomputes each family
         self.attributes = [
             _attribute(n, c, min_class_size, label_weights) for n, c in labels.items()
         ]
@@ -237,17 +237,7 @@ class RelabelingNull(StopState):
             _Attribute(a.name, a.users.to(device), a.labels.to(device), *_rest(a))
             for a in self.attributes
         ]
-        self.blocks = [
-            dataclasses.replace(
-                b,
-                users=b.users.to(device),
-                **{
-                    k: getattr(b, k).to(device, reference.dtype)
-                    for k in ("labels", "segments", "label_sq", "pair_sq")
-                },
-            )
-            for b in self.blocks
-        ]
+        self.blocks = [block_to(b, device, reference.dtype) for b in self.blocks]
         ref = reference.detach()[self.rows].to(torch.float64)
         mean, std = ref.mean(0), ref.std(0)
         # a coordinate constant in the original (a dead unit of a tower, as DMF's: its spread a
@@ -322,31 +312,51 @@ class RelabelingNull(StopState):
         refresh = index == 0 and (self._checks - 1) % self.refresh == 0
         z_in = (reps[self.rows].to(self.dtype) - self.shift) / self.scale
         out = {}
-        for gamma, random in {(c.gamma, c.random) for c in self.critics}:
+        for gamma, random in dict.fromkeys((c.gamma, c.random) for c in self.critics):
             # RANDOM and DRAWN leave out the fixed feature maps (linear, squares), FIXED the
             # Gaussian ones
             if scope is not Scope.ALL and random != (scope in (Scope.RANDOM, Scope.DRAWN)):
                 continue
             kernel = [c for c in self.critics if c.gamma == gamma]
-            stats, metrics = kernel_statistics(z_in, gamma, kernel, draw, self.blocks)
-            out.update(stats)
-            if self.spectral and gamma is None and scope is Scope.ALL:
-                out.update(self._spectral.statistics(metrics, refresh))
-            if self.contrasts:
-                out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
+            spectral = bool(self.spectral and gamma is None and scope is Scope.ALL)
+            family = partial(self._kernel_family, gamma=gamma, kernel=kernel, draw=draw)
+            if spectral:  # the spectral critics keep state between calls: never recomputed
+                out.update(family(z_in, spectral_refresh=refresh))
+            else:
+                out.update(segmented(family, z_in, self.segment_rows))
         fixed, drawn = scope in (Scope.ALL, Scope.FIXED), scope in (Scope.ALL, Scope.DRAWN)
         if self.quadratic and fixed:
-            out.update(quadratic_statistics(z_in, self.blocks, self._pair_rows))
+            family = partial(quadratic_statistics, blocks=self.blocks, samples=self._pair_rows)
+            out.update(segmented(family, z_in, self.segment_rows))
         if self.axes is not None and fixed:
             out.update(axis_statistics(z_in, self.axes, self.attributes))
         if self.neighbours and drawn:
             out.update(self._neighbours.statistics(z_in, self.attributes, index == 0))
         if self.crossfit is not None and drawn:
-            out.update(self.crossfit.statistics(z_in, self.attributes, self.generator, index))
+            splits = self.crossfit.splits(self.attributes, len(z_in), self.generator, index)
+            family = partial(self.crossfit.statistics, attributes=self.attributes, splits=splits)
+            out.update(segmented(family, z_in, self.segment_rows))
         for b, (columns, block) in enumerate(self.column_blocks, 1):
             stats = block.statistics_at(reps[:, columns], index, scope)
             for (name, critic), stat in stats.items():
                 out[name, f"{critic}@block{b}"] = stat
+        return out
+
+    def _kernel_family(
+        self,
+        z: Tensor,
+        gamma: float | str | None,
+        kernel: Sequence[Critic],
+        draw: dict,
+        spectral_refresh: bool | None = None,
+    ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
+        """One kernel's statistics (``kernel``: its critics), with its spectral critics when
+        ``spectral_refresh`` is not None, and its contrasts."""
+        out, metrics = kernel_statistics(z, gamma, kernel, draw, self.blocks)
+        if spectral_refresh is not None:
+            out.update(self._spectral.statistics(metrics, spectral_refresh))
+        if self.contrasts:
+            out.update(contrast_statistics(metrics, self.blocks, self.class_labelings, out))
         return out
 
     def _skip_fresh(self) -> None:
@@ -354,7 +364,7 @@ class RelabelingNull(StopState):
         folds and permutations, the column blocks' too), without scoring anything."""
         self._draw()
         if self.crossfit is not None:
-            self.crossfit.skip_fresh(self.attributes, len(self.rows), self.generator)
+            self.crossfit.splits(self.attributes, len(self.rows), self.generator, None)
         for _, block in self.column_blocks:
             block._skip_fresh()
 
