@@ -10,7 +10,8 @@ import math
 import torch
 
 from recbole_attrcloak.losses import RelabelingNull
-from recbole_attrcloak.losses.stop_state import Scope
+from recbole_attrcloak.losses.kernel_critics import default_critics
+from recbole_attrcloak.losses.stop_state import Scope, random_feature_critic
 
 
 def _ring(n: int = 400, d: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,13 +59,28 @@ def test_more_check_draws_cut_the_random_feature_noise_of_the_stop():
     assert _checked(x, y, 2, 3)[linear] == _checked(x, y, 8, 3)[linear]
 
 
-def test_the_extra_draws_score_only_the_random_feature_critics():
+def test_the_extra_draws_score_exactly_the_statistics_the_stop_reads_as_random():
+    """The check's extra draws (``Scope.RANDOM``, chosen by critic kind) and its early break
+    (``random_feature_critic``, by name) split the statistics the same way, every family and
+    column block on."""
     x, y = _ring()
-    objective = RelabelingNull({"a": y}, n_features=32, check_draws=4, seed=0)
+    objective = RelabelingNull(
+        {"a": y},
+        critics=default_critics(squares=True),
+        n_features=32,
+        check_draws=4,
+        crossfit=[1.0],
+        contrasts=True,
+        quadratic=True,
+        blocks=(4, 4),
+        seed=0,
+    )
     objective.check(x)  # fixes the standardisation and the check draws
-    names = {critic for _, critic in objective.statistics_at(x, 3, Scope.RANDOM)}
-    assert names and all(name.startswith("rbf") for name in names)
-    assert {critic for _, critic in objective.statistics_at(x, 0)} > names
+    extra = set(objective.statistics_at(x, 3, Scope.RANDOM))
+    whole = objective.statistics_at(x, 0)
+    assert extra and extra == {k for k in whole if random_feature_critic(k[1])}
+    assert any("@block" in critic for _, critic in extra)
+    assert any("contrast" in critic for _, critic in extra)
 
 
 def test_the_fixed_and_the_drawn_scopes_split_every_statistic_of_a_draw():

@@ -20,6 +20,9 @@ from recbole_attrcloak.losses.attribute_labels import LabelBlock, _Attribute, nu
 INF = math.inf
 #: ``Critic.gamma`` of the squared-coordinates feature map (``au_squares``).
 SQUARES = "squares"
+#: how the name of a Gaussian kernel's critic (random features) starts, and so every statistic
+#: of one (its contrast's and its column blocks' too): ``stop_state`` reads it
+RANDOM_KERNEL = "rbf"
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Critic:
         if self.gamma is None or self.gamma == SQUARES:
             kernel = self.gamma or "linear"
         else:
-            kernel = f"rbf{self.gamma:g}"
+            kernel = f"{RANDOM_KERNEL}{self.gamma:g}"
         return f"{kernel}/ridge={self.ridge:g}"
 
 

@@ -14,6 +14,7 @@ from enum import Enum
 import torch
 from torch import Tensor
 
+from recbole_attrcloak.losses.kernel_critics import RANDOM_KERNEL
 from recbole_attrcloak.losses.objective import TermReport
 
 CHECK_DRAWS = 2  # fixed draws (features, folds) whose mean z decides the stop
@@ -36,7 +37,7 @@ def random_feature_critic(critic: str) -> bool:
     """Whether a critic's statistic depends on the random features (a Gaussian kernel's, or its
     contrast): those the check averages over ``check_draws`` draws, the rest over
     ``CHECK_DRAWS``."""
-    return critic.startswith("rbf")
+    return critic.startswith(RANDOM_KERNEL)
 
 
 class StopState:
