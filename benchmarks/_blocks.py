@@ -63,6 +63,7 @@ def _registry() -> dict[str, Source]:
         "embedding_size": Source("embedding_size", _es_md.readme_block),
         "ablation": Source("ablation", _ablation_md.readme_block),
         "scale": Source("scale", _studies_md.scale_block),
+        "scale_memory": Source("scale/memory", _studies_md.memory_block),
         "distributions": Source("distributions", _studies_md.distributions_block),
         "draw_noise": Source("draw_noise", _studies_md.draw_noise_block),
         "speed": Source("speed", _studies_md.speed_block),

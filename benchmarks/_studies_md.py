@@ -71,6 +71,50 @@ def scale_block(results: Path, link: str) -> str:
     return "\n".join(lines) or f"No scale results in [`{link}`]({link}) yet."
 
 
+def memory_block(results: Path, link: str) -> str:
+    """The scale study's capped runs with the critic families recomputed in the backward pass
+    against the code before them: peak memory and seconds per step. ``before/`` and ``after/``
+    hold one size measured back to back on an idle machine; ``df.csv`` the sizes they do not
+    (10^6 users)."""
+    rows = []
+    paired: set[int] = set()
+    for relative, code in (
+        ("before/df.csv", "before"),
+        ("after/df.csv", "recomputed"),
+        ("df.csv", "recomputed"),
+    ):
+        path = results / relative
+        if not path.is_file():
+            continue
+        frame = pd.read_csv(path)
+        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+        for _, r in frame.iterrows():
+            if relative == "df.csv" and int(r["n_users"]) in paired:
+                continue
+            if relative == "after/df.csv":
+                paired.add(int(r["n_users"]))
+            rows.append(
+                [
+                    f"[{code}]({link}/{relative.replace('.csv', '.md')})",
+                    f"{int(r['n_users'])} × {int(r['d'])}",
+                    f"{int(r['steps'])} (cap {int(r['step_cap'])})",
+                    f"{r['step_s_median']:.3g}",
+                    f"{r['peak_rss_gb']:.2f}",
+                ]
+            )
+    if not rows:
+        return f"No memory results in [`{link}`]({link}) yet."
+    header = ["code", "users × d", "steps", "s/step", "peak RSS GiB"]
+    return "\n".join(
+        [
+            "Capped runs of the current default's DF on synthetic users, CPU (generated from the "
+            "CSVs; each `.md` has the command, date, machine and settings):",
+            "",
+            *markdown_table(header, rows),
+        ]
+    )
+
+
 def distributions_block(results: Path, link: str) -> str:
     """Per dimension, the KL and the overlap between the gender classes' Gaussians before and
     after AttrCloak: how many dimensions moved closer, the sums, the most separated one."""

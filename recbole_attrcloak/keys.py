@@ -190,6 +190,7 @@ KEYS: dict[str, Check] = {
     "au_objective": choice(Objective),
     "au_kernel_gammas": listof(real("(0, inf)")),
     "au_features": integer(1),
+    "au_recompute_users": optional(integer(0)),
     "au_directions": integer(0),
     "au_direction_basis": choice(DIRECTION_BASES),
     "au_spectral": integer(0),

@@ -6,7 +6,9 @@ recomputation), while the forward pass keeps far fewer bytes for the backward.""
 from __future__ import annotations
 
 import torch
+import yaml
 
+from recbole_attrcloak.config import PROPERTIES
 from recbole_attrcloak.losses import RelabelingNull
 from recbole_attrcloak.losses.kernel_critics import default_critics
 
@@ -90,3 +92,12 @@ def test_small_user_sets_are_not_recomputed():
     x, labels = _planted()
     default = _saved_bytes(_objective(labels, 10 * len(x)), x)
     assert default == _saved_bytes(_objective(labels, None), x)
+
+
+def test_the_setting_sets_from_how_many_users_a_step_recomputes():
+    settings = yaml.safe_load((PROPERTIES / "overall.yaml").read_text())
+    _, labels = _planted()
+    assert RelabelingNull.from_settings(labels, settings, 0).segment_rows == 50_000
+    never = RelabelingNull.from_settings(labels, {**settings, "au_recompute_users": None}, 0)
+    always = RelabelingNull.from_settings(labels, {**settings, "au_recompute_users": 0}, 0)
+    assert never.segment_rows is None and always.segment_rows == 0

@@ -199,8 +199,8 @@ class RelabelingNull(StopState):
         ``au_directions``, ``au_spectral``, ``au_neighbours``, ``au_class_critics``,
         ``au_crossfit``, ``au_crossfit_diagonal``, ``au_contrasts``, ``au_quadratic``,
         ``au_check_draws``, ``au_label_weights``, ``au_z_tol``, ``au_z_margin``,
-        ``au_check_slack``, ``au_min_class_size``; ``blocks``: the widths of the
-        representation's column blocks when ``au_block_critics`` is on (``RelabelingNull``)."""
+        ``au_check_slack``, ``au_min_class_size``, ``au_recompute_users``; ``blocks``: the
+        widths of the representation's column blocks when ``au_block_critics`` is on."""
         return cls(
             labels,
             critics=default_critics(
@@ -226,6 +226,7 @@ class RelabelingNull(StopState):
             check_slack=float(settings["au_check_slack"]),
             blocks=blocks if settings["au_block_critics"] else (),
             seed=seed,
+            segment_rows=settings["au_recompute_users"] and int(settings["au_recompute_users"]),
         )
 
     def _setup(self, reference: Tensor) -> None:
