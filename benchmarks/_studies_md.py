@@ -202,6 +202,17 @@ def speed_block(results: Path, link: str) -> str:
         f"{100 * dd:.1f} % of the training (bar 25 %: {'met' if dd <= 0.25 else 'not met'}); "
         f"worst seed: DF {worst_df:.2f} s, DD {100 * worst_dd:.1f} %."
     )
+    same = []  # the same benchmark right after, on the same machine (speed/README.md)
+    for folder, what in (("previous", "the previous code"), ("repeat", "this code again")):
+        if (results / folder / "speed.csv").is_file():
+            other = pd.read_csv(results / folder / "speed.csv", comment="#")
+            same.append(
+                f"[`{folder}/`]({link}/{folder}/speed.md), {what}: DF "
+                f"{other['df_seconds'].median():.2f} s, DD "
+                f"{100 * other['dd_share'].median():.1f} %"
+            )
+    if same:
+        tail += " Right after, on the same machine, medians: " + "; ".join(same) + "."
     return "\n".join([head, "", *table, tail])
 
 
