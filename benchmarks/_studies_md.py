@@ -14,6 +14,15 @@ import pandas as pd
 from recbole_attrcloak.tune.results import markdown_table
 
 
+def _finished(path: Path) -> list[pd.Series]:
+    """The rows of a scale CSV whose run finished (none when the file is absent)."""
+    if not path.is_file():
+        return []
+    frame = pd.read_csv(path)
+    frame = frame[frame["status"] == "ok"] if "status" in frame else frame
+    return [r for _, r in frame.iterrows()]
+
+
 def scale_block(results: Path, link: str) -> str:
     """AttrCloak-DF on synthetic users per device and size: steps and why it stopped, seconds
     per step and in all, peak memory (host RSS on the CPU, the CUDA allocator's peak on a GPU)
@@ -21,12 +30,7 @@ def scale_block(results: Path, link: str) -> str:
     lines = []
     rows = []
     for relative in ("df.csv", "cuda/df.csv"):
-        path = results / relative
-        if not path.is_file():
-            continue
-        frame = pd.read_csv(path)
-        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
-        for _, r in frame.iterrows():
+        for r in _finished(results / relative):
             cuda = r["device"] == "cuda"
             peak = r["peak_cuda_gb"] if cuda else r["peak_rss_gb"]
             cap = f" (cap {int(r['step_cap'])})" if "step_cap" in r else ""
@@ -83,12 +87,7 @@ def memory_block(results: Path, link: str) -> str:
         ("after/df.csv", "recomputed"),
         ("df.csv", "recomputed"),
     ):
-        path = results / relative
-        if not path.is_file():
-            continue
-        frame = pd.read_csv(path)
-        frame = frame[frame["status"] == "ok"] if "status" in frame else frame
-        for _, r in frame.iterrows():
+        for r in _finished(results / relative):
             if relative == "df.csv" and int(r["n_users"]) in paired:
                 continue
             if relative == "after/df.csv":
