@@ -218,9 +218,11 @@ def test_the_settings_choose_critics_features_tolerance_and_margin():
         "au_z_margin": 0.25,
         "au_check_slack": 3.0,
         "au_min_class_size": 3,
+        "au_recompute_users": 1000,
     }
     objective = RelabelingNull.from_settings({"a": y}, settings, seed=4)
     assert (objective.seed, objective.check_slack, objective.check_draws) == (4, 3.0, 5)
+    assert objective.segment_rows == 1000
     rare = y.clone()
     rare[:2] = 2  # a class of two users: below au_min_class_size
     assert RelabelingNull.from_settings({"a": rare}, settings, 0).dropped_classes == {"a": (2,)}
