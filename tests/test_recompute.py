@@ -101,3 +101,32 @@ def test_the_setting_sets_from_how_many_users_a_step_recomputes():
     never = RelabelingNull.from_settings(labels, {**settings, "au_recompute_users": None}, 0)
     always = RelabelingNull.from_settings(labels, {**settings, "au_recompute_users": 0}, 0)
     assert never.segment_rows is None and always.segment_rows == 0
+
+
+def test_a_recomputation_reuses_the_cross_fitted_nulls_of_its_first_pass(monkeypatch):
+    """The permutation nulls carry no gradient: the backward pass's recomputation takes them
+    from the first pass instead of refitting every permutation again."""
+    import recbole_attrcloak.losses.crossfit as crossfit
+
+    x, labels = _planted()
+    groups = crossfit._groups_of
+
+    def null_passes(segment_rows: int | None) -> int:
+        calls = [0]
+
+        def counting(permutations, values_each):
+            calls[0] += 1
+            return groups(permutations, values_each)
+
+        monkeypatch.setattr(crossfit, "_groups_of", counting)
+        objective = _objective(labels, segment_rows)
+        with torch.no_grad():
+            objective(x)
+        state = x.clone().requires_grad_()
+        loss = objective(state)
+        calls[0] = 0  # from here: the step's backward pass
+        torch.autograd.grad(loss, state)
+        return calls[0]
+
+    assert null_passes(None) == 0
+    assert null_passes(0) == 0

@@ -89,6 +89,7 @@ def crossfit_statistics(
     permutations: Tensor,
     ridge: float,
     temperature: float,
+    nulls: dict[int, Tensor] | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
     """For every labeling (codes (m,) in 0…K−1, K) of the same users: (s − mean of the null,
     sd of the null) of its cross-fitted soft balanced accuracy s.
@@ -99,7 +100,11 @@ def crossfit_statistics(
     labeling and permutation; its scores on the fold are divided by ``temperature`` × their
     spread before the softmax. The training rows' cross-products are the whole set's minus the
     fold's (computed once, not once per fold), and the folds are fitted together (batched
-    Cholesky factors). Cost O(m·d² + F·d³), O(m·d·K) per labeling and permutation."""
+    Cholesky factors). Cost O(m·d² + F·d³), O(m·d·K) per labeling and permutation.
+
+    ``nulls``: each labeling's null (by position) once a first pass of the same call filled it
+    (it fills an empty one): a recomputation in the backward pass (``losses.recompute``) takes
+    it from there instead of refitting every permutation."""
     m, d = x.shape
     widths = [k for _, k in labelings]
     true_y = torch.cat([_balanced_onehot(c, k, dtype=x.dtype) for c, k in labelings], 1)
@@ -126,26 +131,29 @@ def crossfit_statistics(
         _soft(codes, k, score, temperature)
         for (codes, k), score in zip(labelings, scores, strict=True)
     ]
-    nulls: list[list[Tensor]] = [[] for _ in labelings]
-    with torch.no_grad():
-        # a permutation keeps the class sizes (and the targets' column sums): its targets are
-        # the true targets' rows, shuffled
-        c = true_y.shape[1]
-        for part in _groups_of(permutations, m * c):
-            r = len(part)
-            null_f = _padded(true_y, index, part)  # (F, f, r·C)
-            own = xf.detach().transpose(1, 2) @ null_f  # each fold's X_fᵀY_f: (F, d, r·C)
-            null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
-            null_rest = y_sum.repeat(r) - null_f.sum(1)  # (F, r·C)
-            null_xy -= mean.detach()[:, :, None] * null_rest[:, None]
-            weights = torch.cholesky_solve(null_xy, chol.detach())
-            null_scores = (test.detach() @ weights).flatten(0, 1)[place].view(m, r, c)
-            null_scores = null_scores.transpose(0, 1).split(widths, 2)
-            for null, (codes, _), (_, counts, softmax), null_score in zip(
-                nulls, labelings, soft, null_scores, strict=True
-            ):
-                null.append(_soft_balanced(null_score, codes[part], counts, softmax))
-    return [_excess(s, torch.cat(null)) for (s, _, _), null in zip(soft, nulls, strict=True)]
+    nulls = {} if nulls is None else nulls
+    if not nulls:
+        parts: list[list[Tensor]] = [[] for _ in labelings]
+        with torch.no_grad():
+            # a permutation keeps the class sizes (and the targets' column sums): its targets
+            # are the true targets' rows, shuffled
+            c = true_y.shape[1]
+            for part in _groups_of(permutations, m * c):
+                r = len(part)
+                null_f = _padded(true_y, index, part)  # (F, f, r·C)
+                own = xf.detach().transpose(1, 2) @ null_f  # each fold's X_fᵀY_f: (F, d, r·C)
+                null_xy = own.sum(0, keepdim=True) - own  # the training rows': the other folds'
+                null_rest = y_sum.repeat(r) - null_f.sum(1)  # (F, r·C)
+                null_xy -= mean.detach()[:, :, None] * null_rest[:, None]
+                weights = torch.cholesky_solve(null_xy, chol.detach())
+                null_scores = (test.detach() @ weights).flatten(0, 1)[place].view(m, r, c)
+                null_scores = null_scores.transpose(0, 1).split(widths, 2)
+                for null, (codes, _), (_, counts, softmax), null_score in zip(
+                    parts, labelings, soft, null_scores, strict=True
+                ):
+                    null.append(_soft_balanced(null_score, codes[part], counts, softmax))
+        nulls.update((j, torch.cat(null)) for j, null in enumerate(parts))
+    return [_excess(s, nulls[j]) for j, (s, _, _) in enumerate(soft)]
 
 
 def _groups_of(permutations: Tensor, values_each: int) -> tuple[Tensor, ...]:
@@ -174,10 +182,11 @@ def diagonal_statistics(
     permutations: Tensor,
     threshold: float,
     temperature: float,
+    nulls: dict[int, Tensor] | None = None,
 ) -> list[tuple[Tensor, Tensor]]:
-    """As ``crossfit_statistics``, with a *diagonal* classifier in place of the ridge: per
-    coordinate, each class's mean shift on the training rows over the coordinate's variance,
-    kept softly where that shift's |z| (against the class's standard error) exceeds
+    """As ``crossfit_statistics`` (``nulls`` too), with a *diagonal* classifier in place of the
+    ridge: per coordinate, each class's mean shift on the training rows over the coordinate's
+    variance, kept softly where that shift's |z| (against the class's standard error) exceeds
     ``threshold`` (a sigmoid of width ½). What an attacker that picks coordinates one at a time
     reads (forests and boosted trees split on raw coordinates): a shift on a few coordinates
     that a ridge fitted on all of them, among shared factors, dilutes. A fold's training class
@@ -191,25 +200,28 @@ def diagonal_statistics(
     sq = x.square().sum(0) - xf.square().sum(1)
     var = ((sq - n_train * mean.square()) / (n_train - 1.0)).clamp_min(1e-12)
     centred = xf - mean[:, None]  # (F, f, d)
+    nulls = {} if nulls is None else nulls
     out = []
-    for codes, k in labelings:
+    for j, (codes, k) in enumerate(labelings):
         onehot = torch.nn.functional.one_hot(codes, k).to(x.dtype)  # (m, K)
         score = _diagonal_scores(xf, centred, _padded(onehot, index), mean, var, threshold)
         soft, counts, softmax = _soft(codes, k, score.flatten(0, 1)[place], temperature)
-        null = []
-        with torch.no_grad():
-            for part in _groups_of(permutations, m * k):
-                scores = _diagonal_scores(
-                    xf.detach(),
-                    centred.detach(),
-                    _padded(onehot, index, part),  # (F, f, r·K)
-                    mean.detach(),
-                    var.detach(),
-                    threshold,
-                )  # (F, f, r·K)
-                scores = scores.flatten(0, 1)[place].view(m, len(part), k).transpose(0, 1)
-                null.append(_soft_balanced(scores, codes[part], counts, softmax))
-        out.append(_excess(soft, torch.cat(null)))
+        if j not in nulls:
+            null = []
+            with torch.no_grad():
+                for part in _groups_of(permutations, m * k):
+                    scores = _diagonal_scores(
+                        xf.detach(),
+                        centred.detach(),
+                        _padded(onehot, index, part),  # (F, f, r·K)
+                        mean.detach(),
+                        var.detach(),
+                        threshold,
+                    )  # (F, f, r·K)
+                    scores = scores.flatten(0, 1)[place].view(m, len(part), k).transpose(0, 1)
+                    null.append(_soft_balanced(scores, codes[part], counts, softmax))
+            nulls[j] = torch.cat(null)
+        out.append(_excess(soft, nulls[j]))
     return out
 
 
@@ -295,21 +307,32 @@ class CrossFitCritics:
         z: Tensor,
         attributes: Sequence[_Attribute],
         splits: dict[str, tuple[list[Tensor], Tensor]],
+        nulls: dict[tuple[str, str], dict[int, Tensor]] | None = None,
     ) -> dict[tuple[str, str], tuple[Tensor, Tensor]]:
         """(attribute, ``crossfit/ridge=r`` or ``crossfit/diagonal=t``) → (excess, spread) on
         the standardised representations ``z`` with the folds and permutations ``splits``
-        (``splits``: drawn apart, so that a recomputation scores the same ones)."""
+        (drawn apart, so that a recomputation scores the same ones); ``nulls``: one dict per
+        call, shared with its recomputation, which then reuses the first pass's nulls."""
+        nulls = {} if nulls is None else nulls
         out = {}
         for key, attrs in _groups(attributes, len(z)).items():
             folds, perms = splits[key]
             rows = z if not key else z[attrs[0].users]
             labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
             for ridge in self.ridges:
-                scored = crossfit_statistics(rows, labelings, folds, perms, ridge, TEMPERATURE)
+                critic = f"crossfit/ridge={ridge:g}"
+                memo = nulls.setdefault((key, critic), {})
+                scored = crossfit_statistics(
+                    rows, labelings, folds, perms, ridge, TEMPERATURE, memo
+                )
                 for attr, stat in zip(attrs, scored, strict=True):
-                    out[attr.name, f"crossfit/ridge={ridge:g}"] = stat
+                    out[attr.name, critic] = stat
             for threshold in self.diagonal:
-                scored = diagonal_statistics(rows, labelings, folds, perms, threshold, TEMPERATURE)
+                critic = f"crossfit/diagonal={threshold:g}"
+                memo = nulls.setdefault((key, critic), {})
+                scored = diagonal_statistics(
+                    rows, labelings, folds, perms, threshold, TEMPERATURE, memo
+                )
                 for attr, stat in zip(attrs, scored, strict=True):
-                    out[attr.name, f"crossfit/diagonal={threshold:g}"] = stat
+                    out[attr.name, critic] = stat
         return out

@@ -319,12 +319,11 @@ class RelabelingNull(StopState):
             if scope is not Scope.ALL and random != (scope in (Scope.RANDOM, Scope.DRAWN)):
                 continue
             kernel = [c for c in self.critics if c.gamma == gamma]
-            spectral = bool(self.spectral and gamma is None and scope is Scope.ALL)
+            # the spectral critics keep state between calls: their kernel is never recomputed
+            spectral = self.spectral and gamma is None and scope is Scope.ALL
             family = partial(self._kernel_family, gamma=gamma, kernel=kernel, draw=draw)
-            if spectral:  # the spectral critics keep state between calls: never recomputed
-                out.update(family(z_in, spectral_refresh=refresh))
-            else:
-                out.update(segmented(family, z_in, self.segment_rows))
+            family = partial(family, spectral_refresh=refresh) if spectral else family
+            out.update(segmented(family, z_in, None if spectral else self.segment_rows))
         fixed, drawn = scope in (Scope.ALL, Scope.FIXED), scope in (Scope.ALL, Scope.DRAWN)
         if self.quadratic and fixed:
             family = partial(quadratic_statistics, blocks=self.blocks, samples=self._pair_rows)
@@ -335,7 +334,9 @@ class RelabelingNull(StopState):
             out.update(self._neighbours.statistics(z_in, self.attributes, index == 0))
         if self.crossfit is not None and drawn:
             splits = self.crossfit.splits(self.attributes, len(z_in), self.generator, index)
-            family = partial(self.crossfit.statistics, attributes=self.attributes, splits=splits)
+            family = partial(
+                self.crossfit.statistics, attributes=self.attributes, splits=splits, nulls={}
+            )
             out.update(segmented(family, z_in, self.segment_rows))
         for b, (columns, block) in enumerate(self.column_blocks, 1):
             stats = block.statistics_at(reps[:, columns], index, scope)
