@@ -6,8 +6,9 @@ users (``benchmarks/results/scale/``), so 10^6 users would not fit in 24 GiB. Ab
 ``SEGMENT_ROWS`` users each family (one kernel with its contrasts, the quadratic critic, the
 cross-fitted critics) keeps only its input and its statistics and recomputes the rest in the
 backward pass (``torch.utils.checkpoint``): the same values and gradients, one family's
-intermediates alive at a time, for a second forward pass of each family. Below it, nothing
-changes (the ml-100k and ml-1m runs).
+intermediates alive at a time, for a second forward pass of each family (the cross-fitted
+critics' permutation nulls, which carry no gradient, are taken from the first pass). Below it,
+nothing changes (the ml-100k and ml-1m runs).
 
 Pure torch; no RecBole, Ray or scikit-learn import.
 """
