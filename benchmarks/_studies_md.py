@@ -274,3 +274,36 @@ def second_moments_block(results: Path, link: str) -> str:
     names = ["mode", "au_squares", "au_quadratic", "steps", "NDCG@10 kept", *probes]
     table = markdown_table(names, rows)
     return "\n".join([head, "", *table])
+
+
+def item_refit_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``item_refit`` block: NDCG@10 of unlearned models before and after
+    everything outside the user side is retrained on them (``benchmarks/item_refit.py``), means
+    over the seeds per backbone and mode."""
+    path = results / "item_refit.csv"
+    if not path.is_file():
+        return f"No item-refit results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path, comment="#")
+    rows = []
+    for (model, mode), group in frame.groupby(["model", "mode"], sort=False):
+        valid = [group[f"valid_{k}"].mean() for k in ("original", "unlearned", "refit")]
+        unchanged = int(group["users_unchanged"].astype(str).eq("True").sum())
+        rows.append(
+            [
+                model,
+                mode.upper(),
+                str(len(group)),
+                " → ".join(f"{v:.4f}" for v in valid),
+                f"{group['kept_unlearned_pct'].mean():.2f} → {group['kept_refit_pct'].mean():.2f}",
+                f"{unchanged} of {len(group)}",
+            ]
+        )
+    head = (
+        f"From [`item_refit.csv`]({link}/item_refit.csv) (generated; [`item_refit.md`]({link}/"
+        "item_refit.md) has the command, date, machine and each seed): ml-100k, the defaults, "
+        "means over the seeds; validation NDCG@10 of the original → unlearned → refit model, "
+        "test NDCG@10 kept (%) unlearned → refit, and the runs whose user representations the "
+        "refit left bit for bit as unlearned."
+    )
+    header = ["backbone", "mode", "seeds", "valid NDCG@10", "test kept (%)", "users unchanged"]
+    return "\n".join([head, "", *markdown_table(header, rows)])
