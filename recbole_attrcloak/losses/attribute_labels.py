@@ -17,6 +17,7 @@ from torch import Tensor
 class _Attribute:
     name: str
     users: Tensor  # rows of the representation with a known value (in a kept class)
+    codes: Tensor  # (m,) their classes, 0…K−1
     labels: Tensor  # (m, K) balanced, centred one-hot
     label_sq: float  # ‖Ỹ‖²_F
     pair_sq: float  # mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩²
@@ -82,17 +83,25 @@ def _attribute(name: str, codes: Tensor, min_class_size: int, weights: str = "cl
     users = (mapped >= 0).nonzero().squeeze(1)
     labels = _balanced_onehot(mapped[users], int(kept.sum()), weights)
     dropped = tuple(int(c) for c in (~kept & (counts > 0)).nonzero().squeeze(1))
-    return _labelled(name, users, labels, dropped)
+    return _labelled(name, users, mapped[users], labels, dropped)
 
 
-def _labelled(name: str, users: Tensor, labels: Tensor, dropped: tuple[int, ...]) -> _Attribute:
-    """The attribute with ``labels`` (m, K) on ``users`` and its label moments."""
-    m = len(users)
+def _labelled(
+    name: str, users: Tensor, codes: Tensor, labels: Tensor, dropped: tuple[int, ...]
+) -> _Attribute:
+    """The attribute with classes ``codes`` (m,) and their ``labels`` (m, K) on ``users``, and
+    its label moments."""
+    return _Attribute(name, users, codes, labels, *_label_moments(labels), dropped)
+
+
+def _label_moments(labels: Tensor) -> tuple[float, float]:
+    """‖Ỹ‖²_F and the mean over pairs u≠v of ⟨ỹ_u, ỹ_v⟩² of the labels Ỹ (m, K)."""
+    m = len(labels)
     # Σ_{u≠v} ⟨ỹ_u, ỹ_v⟩² = ‖ỸᵀỸ‖²_F − Σ_u ‖ỹ_u‖⁴: a (K, K) product, never the (m, m) Gram
     # matrix of the users (80 GB at 10^5 users)
     total = (labels.T @ labels).square().sum()
     pair_sq = float((total - labels.square().sum(1).square().sum()) / (m * (m - 1)))
-    return _Attribute(name, users, labels, float(labels.square().sum()), pair_sq, dropped)
+    return float(labels.square().sum()), pair_sq
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class LabelBlock:
 
     names: tuple[str, ...]  # one per labeling: an attribute's name, or ``name=k`` for one class
     users: Tensor
+    codes: dict[str, Tensor]  # attribute name → its classes (m,) on ``users``
     labels: Tensor  # (m, C): the labelings' balanced, centred one-hot columns
     segments: Tensor  # (C, L): column c belongs to labeling j where it is 1
     label_sq: Tensor  # (L,) ‖Ỹ_j‖²_F
@@ -112,21 +122,29 @@ def block_to(block: LabelBlock, device: torch.device, dtype: torch.dtype) -> Lab
     """``block`` on ``device``, its label values in ``dtype`` (the representations')."""
     values = ("labels", "segments", "label_sq", "pair_sq")
     moved = {k: getattr(block, k).to(device, dtype) for k in values}
-    return replace(block, users=block.users.to(device), **moved)
+    codes = {name: c.to(device) for name, c in block.codes.items()}
+    return replace(block, users=block.users.to(device), codes=codes, **moved)
 
 
-def label_block(names: Sequence[str], users: Tensor, labels: Sequence[Tensor]) -> LabelBlock:
-    """The block of the labelings ``labels`` (each (m, K_j), balanced and centred) of ``users``."""
-    each = [_labelled(n, users, y, ()) for n, y in zip(names, labels, strict=True)]
+def label_block(
+    names: Sequence[str],
+    users: Tensor,
+    labels: Sequence[Tensor],
+    codes: dict[str, Tensor] | None = None,
+) -> LabelBlock:
+    """The block of the labelings ``labels`` (each (m, K_j), balanced and centred) of ``users``;
+    ``codes``: the classes of the attributes whose labelings these are (by name)."""
+    each = [_label_moments(y) for y in labels]
     widths = torch.tensor([y.shape[1] for y in labels])
     segments = torch.eye(len(labels), dtype=torch.float64).repeat_interleave(widths, 0)
     return LabelBlock(
         tuple(names),
         users,
+        dict(codes or {}),
         torch.cat(list(labels), 1),
         segments,
-        torch.tensor([a.label_sq for a in each], dtype=torch.float64),
-        torch.tensor([a.pair_sq for a in each], dtype=torch.float64),
+        torch.tensor([label_sq for label_sq, _ in each], dtype=torch.float64),
+        torch.tensor([pair_sq for _, pair_sq in each], dtype=torch.float64),
     )
 
 
@@ -139,9 +157,8 @@ def one_vs_rest(attr: _Attribute) -> list[tuple[str, Tensor]]:
     n_classes = attr.labels.shape[1]
     if n_classes <= 2:
         return []
-    codes = attr.labels.argmax(1)
     return [
-        (f"{attr.name}={k}", _balanced_onehot((codes == k).long(), 2, dtype=attr.labels.dtype))
+        (f"{attr.name}={k}", _balanced_onehot((attr.codes == k).long(), 2, dtype=attr.labels.dtype))
         for k in range(n_classes)
     ]
 
@@ -153,15 +170,17 @@ def label_blocks(
     rest) grouped into blocks of labelings of the same users; also the names of the one-vs-rest
     labelings (their tolerance is calibrated to their number)."""
     groups: dict[tuple[int, ...], list[tuple[str, Tensor, Tensor]]] = {}
+    codes: dict[tuple[int, ...], dict[str, Tensor]] = {}
     classes: set[str] = set()
     for attr in attributes:
         rows = groups.setdefault(tuple(attr.users.tolist()), [])
+        codes.setdefault(tuple(attr.users.tolist()), {})[attr.name] = attr.codes
         rows.append((attr.name, attr.users, attr.labels))
         for name, labels in one_vs_rest(attr) if class_critics else []:
             rows.append((name, attr.users, labels))
             classes.add(name)
     blocks = [
-        label_block([r[0] for r in rows], rows[0][1], [r[2] for r in rows])
-        for rows in groups.values()
+        label_block([r[0] for r in rows], rows[0][1], [r[2] for r in rows], codes[key])
+        for key, rows in groups.items()
     ]
     return blocks, classes

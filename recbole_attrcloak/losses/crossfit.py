@@ -318,7 +318,7 @@ class CrossFitCritics:
         for key, attrs in _groups(attributes, len(z)).items():
             folds, perms = splits[key]
             rows = z if not key else z[attrs[0].users]
-            labelings = [(a.labels.argmax(1), a.labels.shape[1]) for a in attrs]
+            labelings = [(a.codes, a.labels.shape[1]) for a in attrs]
             for ridge in self.ridges:
                 critic = f"crossfit/ridge={ridge:g}"
                 memo = nulls.setdefault((key, critic), {})

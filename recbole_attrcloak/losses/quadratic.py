@@ -99,8 +99,8 @@ def quadratic_statistics(
         attribute = [name.split("=")[0] for name in block.names]
         per_column = torch.zeros(y.shape[1], dtype=z.dtype, device=z.device)
         for name in dict.fromkeys(attribute):  # its own labeling comes first in the block
-            own = y[:, owner == attribute.index(name)]
-            codes, k = own.argmax(1), own.shape[1]
+            codes = block.codes[name]
+            k = int((owner == attribute.index(name)).sum())  # its own labeling's columns
             first = torch.full((k,), m, dtype=torch.long, device=z.device)
             first = first.scatter_reduce(0, codes, torch.arange(m, device=z.device), "amin")
             mask = torch.tensor([attribute[j] == name for j in owner.tolist()], device=z.device)

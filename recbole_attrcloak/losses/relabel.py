@@ -160,14 +160,7 @@ class RelabelingNull(StopState):
         # the rows any attribute covers; each attribute's users as positions among them
         self.rows = torch.cat([a.users for a in self.attributes]).unique()
         self.attributes = [
-            _Attribute(
-                a.name,
-                torch.searchsorted(self.rows, a.users),
-                a.labels,
-                a.label_sq,
-                a.pair_sq,
-                a.dropped,
-            )
+            _Attribute(a.name, torch.searchsorted(self.rows, a.users), a.codes, a.labels, *_rest(a))
             for a in self.attributes
         ]
         # every labeling the kernel critics score (one-vs-rest ones for every class of an
@@ -235,7 +228,9 @@ class RelabelingNull(StopState):
         device = reference.device
         self.rows = self.rows.to(device)
         self.attributes = [
-            _Attribute(a.name, a.users.to(device), a.labels.to(device), *_rest(a))
+            _Attribute(
+                a.name, a.users.to(device), a.codes.to(device), a.labels.to(device), *_rest(a)
+            )
             for a in self.attributes
         ]
         self.blocks = [block_to(b, device, reference.dtype) for b in self.blocks]
