@@ -307,3 +307,33 @@ def item_refit_block(results: Path, link: str) -> str:
     )
     header = ["backbone", "mode", "seeds", "valid NDCG@10", "test kept (%)", "users unchanged"]
     return "\n".join([head, "", *markdown_table(header, rows)])
+
+
+def attribute_cost_block(results: Path, link: str) -> str:
+    """docs/attrcloak.md's ``attribute_cost`` block: NDCG@10 kept and displacement when one
+    attribute is unlearned alone and all together (``benchmarks/attribute_cost.py``), means
+    over the seeds."""
+    path = results / "attribute_cost.csv"
+    if not path.is_file():
+        return f"No attribute-cost results in [`{link}`]({link}) yet."
+    frame = pd.read_csv(path, comment="#")
+    rows = [
+        [
+            names.replace("+", " + "),
+            mode.upper(),
+            str(len(group)),
+            f"{group['ndcg_kept_pct'].mean():.2f} %",
+            f"{group['ndcg_kept_pct'].min():.2f}–{group['ndcg_kept_pct'].max():.2f} %",
+            f"{group['moved'].mean():.3f}",
+        ]
+        for (names, mode), group in frame.groupby(["attributes", "mode"], sort=False)
+    ]
+    head = (
+        f"From [`attribute_cost.csv`]({link}/attribute_cost.csv) (generated; "
+        f"[`attribute_cost.md`]({link}/attribute_cost.md) has the command, date, machine and "
+        f"each seed): ml-100k {frame['model'].iloc[0]}, the defaults, only the row's attributes "
+        "unlearned; NDCG@10 kept (mean and range over the seeds) and the user side's "
+        "displacement (relative Frobenius norm, mean)."
+    )
+    header = ["attributes", "mode", "seeds", "NDCG@10 kept", "range", "moved"]
+    return "\n".join([head, "", *markdown_table(header, rows)])

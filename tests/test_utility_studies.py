@@ -1,4 +1,5 @@
-"""benchmarks/item_refit.py: the refit outside the user side and its docs block."""
+"""benchmarks/item_refit.py and attribute_cost.py: the refit outside the user side and the
+docs blocks of both studies."""
 
 from __future__ import annotations
 
@@ -57,3 +58,22 @@ def test_the_item_refit_block_averages_each_backbone_and_mode(tmp_path):
     assert "| BPR | DD | 2 | 0.2400 → 0.2300 → 0.2300 | 98.00 → 98.00 | 1 of 2 |" in block
     assert "| BPR | DF | 1 | 0.2400 → 0.2300 → 0.2300 | 98.00 → 98.50 | 1 of 1 |" in block
     assert "No item-refit results" in _studies_md.item_refit_block(tmp_path / "none", "link")
+
+
+def test_the_attribute_cost_block_has_each_set_and_mode_with_its_range(tmp_path):
+    import _studies_md
+
+    rows = [
+        {"model": "BPR", "seed": seed, "attributes": names, "mode": mode, "ndcg_kept_pct": kept}
+        | {"steps": 10, "stop_reason": "target_reached", "moved": moved}
+        for seed, names, mode, kept, moved in [
+            (1, "gender", "dd", 99.0, 0.05),
+            (2, "gender", "dd", 100.0, 0.07),
+            (1, "gender+age", "df", 97.5, 0.1),
+        ]
+    ]
+    pd.DataFrame(rows).to_csv(tmp_path / "attribute_cost.csv", index=False)
+    block = _studies_md.attribute_cost_block(tmp_path, "link")
+    assert "| gender | DD | 2 | 99.50 % | 99.00–100.00 % | 0.060 |" in block
+    assert "| gender + age | DF | 1 | 97.50 % | 97.50–97.50 % | 0.100 |" in block
+    assert "No attribute-cost results" in _studies_md.attribute_cost_block(tmp_path / "x", "l")
