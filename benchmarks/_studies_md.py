@@ -7,6 +7,7 @@ machine."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -79,39 +80,64 @@ def memory_block(results: Path, link: str) -> str:
     """The scale study's capped runs with the critic families recomputed in the backward pass
     against the code before them: peak memory and seconds per step. ``before/`` and ``after/``
     hold one size measured back to back on an idle machine; ``df.csv`` the sizes they do not
-    (10^6 users)."""
+    (10^6 users); ``final/`` both sizes again on the code whose recomputation reuses the
+    cross-fitted nulls, and ``final/back_to_back.jsonl`` scale workers of that code and of
+    ``after/``'s run alternately on an idle machine (they replace ``final/``'s own row of
+    their size: one run's seconds depend on the machine's state)."""
     rows = []
     paired: set[int] = set()
+    back = _back_to_back(results / "final" / "back_to_back.jsonl")
     for relative, code in (
         ("before/df.csv", "before"),
         ("after/df.csv", "recomputed"),
         ("df.csv", "recomputed"),
+        ("final/df.csv", "nulls reused"),
     ):
         for r in _finished(results / relative):
-            if relative == "df.csv" and int(r["n_users"]) in paired:
+            n = int(r["n_users"])
+            if (relative == "df.csv" and n in paired) or (relative == "final/df.csv" and n in back):
                 continue
             if relative == "after/df.csv":
-                paired.add(int(r["n_users"]))
+                paired.add(n)
             rows.append(
                 [
                     f"[{code}]({link}/{relative.replace('.csv', '.md')})",
-                    f"{int(r['n_users'])} × {int(r['d'])}",
+                    f"{n} × {int(r['d'])}",
                     f"{int(r['steps'])} (cap {int(r['step_cap'])})",
                     f"{r['step_s_median']:.3g}",
                     f"{r['peak_rss_gb']:.2f}",
                 ]
             )
+    for n, runs in back.items():
+        for commit, group in runs.items():
+            seconds = " / ".join(f"{g['step_s_median']:.3g}" for g in group)
+            peak = max(g["peak_rss_gb"] for g in group)
+            steps = f"{group[0]['steps']} (cap {group[0]['step_cap']})"
+            label = f"[{commit}, back to back]({link}/final/back_to_back.jsonl)"
+            rows.append([label, f"{n} × {group[0]['d']}", steps, seconds, f"{peak:.2f}"])
     if not rows:
         return f"No memory results in [`{link}`]({link}) yet."
     header = ["code", "users × d", "steps", "s/step", "peak RSS GiB"]
     return "\n".join(
         [
             "Capped runs of the current default's DF on synthetic users, CPU (generated from the "
-            "CSVs; each `.md` has the command, date, machine and settings):",
+            "CSVs; each `.md` has the command, date, machine and settings; the back-to-back "
+            "runs one s/step per run, in the order they ran, alternating):",
             "",
             *markdown_table(header, rows),
         ]
     )
+
+
+def _back_to_back(path: Path) -> dict[int, dict[str, list[dict]]]:
+    """Scale-worker rows (one JSON object a line, with its ``commit``) by size, then commit."""
+    if not path.is_file():
+        return {}
+    out: dict[int, dict[str, list[dict]]] = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        out.setdefault(int(row["n_users"]), {}).setdefault(row["commit"], []).append(row)
+    return out
 
 
 def distributions_block(results: Path, link: str) -> str:
