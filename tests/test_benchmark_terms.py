@@ -242,3 +242,28 @@ def test_the_second_moment_probes_read_a_planted_variance_and_nothing_on_noise()
     x[y == 1, :3] *= 1.6  # the variances differ, the means do not
     assert probe_gap(x, y, "squares") > 0.15
     assert abs(probe_gap(x, y, "linear")) < 0.06
+
+
+def test_the_memory_block_puts_back_to_back_runs_in_place_of_their_size(tmp_path):
+    import _studies_md
+
+    def row(n, seconds, peak):
+        return {"n_users": n, "d": 128, "steps": 2, "step_cap": 2, "status": "ok"} | {
+            "step_s_median": seconds,
+            "peak_rss_gb": peak,
+        }
+
+    (tmp_path / "final").mkdir()
+    pd.DataFrame([row(100000, 17.1, 1.7), row(1000000, 220.0, 12.9)]).to_csv(
+        tmp_path / "final" / "df.csv", index=False
+    )
+    runs = [("old", 10.9, 1.72), ("new", 10.1, 1.69), ("old", 10.8, 1.7), ("new", 10.0, 1.6)]
+    (tmp_path / "final" / "back_to_back.jsonl").write_text(
+        "\n".join(json.dumps(row(100000, s, p) | {"commit": c}) for c, s, p in runs)
+    )
+    block = _studies_md.memory_block(tmp_path, "link")
+    assert "| 1000000 × 128 | 2 (cap 2) | 220 | 12.90 |" in block
+    assert "17.1" not in block  # the one-off row of a size run back to back is left out
+    link = "(link/final/back_to_back.jsonl) | 100000 × 128 | 2 (cap 2)"
+    assert f"| [old, back to back]{link} | 10.9 / 10.8 | 1.72 |" in block
+    assert f"| [new, back to back]{link} | 10.1 / 10 | 1.69 |" in block
