@@ -19,15 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from _common import run_study, study_head, study_parser
+from dd_pairs import displacement, ndcg
 from speed import load
 
-from recbole_attrcloak.backbone import evaluate_utility, user_representations
+from recbole_attrcloak.backbone import user_representations
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
-
-
-def ndcg(ctx, model) -> float:
-    """Test NDCG@10 of ``model`` with the context's config and loaders."""
-    return evaluate_utility(ctx.config, model, ctx.valid_data, ctx.test_data)["test"]["ndcg@10"]
 
 
 def cost_runs(model: str, seed: int, originals: Path, sets: list[str], work: Path) -> list[dict]:
@@ -48,8 +44,7 @@ def cost_runs(model: str, seed: int, originals: Path, sets: list[str], work: Pat
             for mode in ("dd", "df"):
                 ctx.config["au_mode"] = mode
                 result = run_attrcloak(ctx)
-                after = user_representations(result.model)
-                moved = float(((after - before) ** 2).sum() ** 0.5 / (before**2).sum() ** 0.5)
+                moved = displacement(before, user_representations(result.model))
                 rows.append(
                     {
                         "model": model,

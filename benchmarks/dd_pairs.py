@@ -31,6 +31,11 @@ def ndcg(ctx, model) -> float:
     return evaluate_utility(ctx.config, model, ctx.valid_data, ctx.test_data)["test"]["ndcg@10"]
 
 
+def displacement(before, after) -> float:
+    """How far the user side moved: ‖after − before‖_F / ‖before‖_F."""
+    return float(((after - before) ** 2).sum() ** 0.5 / (before**2).sum() ** 0.5)
+
+
 def pairs_runs(
     model: str, seed: int, originals: Path, pairs: list[int], work: Path
 ) -> list[dict[str, Any]]:
@@ -46,8 +51,7 @@ def pairs_runs(
         tic = time.perf_counter()
         result = run_attrcloak(ctx)
         seconds = time.perf_counter() - tic
-        after = user_representations(result.model)
-        moved = float(((after - before) ** 2).sum() ** 0.5 / (before**2).sum() ** 0.5)
+        moved = displacement(before, user_representations(result.model))
         rows.append(
             {
                 "model": model,
