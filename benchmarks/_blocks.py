@@ -72,6 +72,7 @@ def _registry() -> dict[str, Source]:
         "dd_pairs": Source("dd_pairs", _studies_md.dd_pairs_block),
         "item_refit": Source("item_refit", _studies_md.item_refit_block),
         "attribute_cost": Source("attribute_cost", _studies_md.attribute_cost_block),
+        "attribute_cost_neumf": Source("attribute_cost/neumf", _studies_md.attribute_cost_block),
         "second_moments": Source("second_moments", _studies_md.second_moments_block),
         "mutation": Source("mutation", _mutation_md.mutation_block),
         "mutation_focus": Source("mutation/focus", _mutation_md.focus_block),
