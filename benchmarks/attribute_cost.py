@@ -33,13 +33,13 @@ def cost_runs(model: str, seed: int, originals: Path, sets: list[str], work: Pat
     every = dict(ctx.attributes)
     base = ndcg(ctx, ctx.model)
     before = user_representations(ctx.model)
+    chosen = [list(every) if names == "all" else names.split("+") for names in sets]
+    missing = sorted({n for names in chosen for n in names} - set(every))
+    if missing:  # before any unlearning
+        raise SystemExit(f"attribute_cost: {missing} not among {sorted(every)}")
     rows = []
     try:
-        for chosen in sets:
-            names = list(every) if chosen == "all" else chosen.split("+")
-            missing = sorted(set(names) - set(every))
-            if missing:
-                raise SystemExit(f"attribute_cost: {missing} not among {sorted(every)}")
+        for names in chosen:
             ctx.attributes = {n: every[n] for n in names}
             for mode in ("dd", "df"):
                 ctx.config["au_mode"] = mode

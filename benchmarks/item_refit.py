@@ -8,12 +8,13 @@ user side on the unlearned users and see what comes back (issue 12: NDCG@10 kept
 For each seed: load the original checkpoint ``DIR/<model>-ml-100k-<seed>.pth`` as the CLI loads
 it, unlearn it in DD and in DF with the product's defaults, then train every parameter outside
 the registered user side (the item tables; NeuMF's scoring layers too) on the training
-interactions with RecBole's own trainer (``_build_optimizer(params=)``, ``fit``: the model's
-loss, learning rate and early stopping on validation NDCG@10, ``--epochs`` at most) while the
-user side stays frozen. When the user representation does not depend on those parameters (BPR,
-NeuMF) the refit model has exactly the unlearned user representations the audit scored, so it
-is as private; if the refit recovered the NDCG@10, the loss would be misalignment between the
-moved users and the items, which a utility step could undo. Writes ``item_refit.csv`` and
+interactions with the model's own RecBole trainer (``backbone.fit_model``: the model's loss,
+learning rate and early stopping on validation NDCG@10, ``--epochs`` at most) while the user
+side stays frozen (no gradient, so the optimiser leaves it). When the user representation does
+not depend on those parameters (BPR, NeuMF) the refit model has exactly the unlearned user
+representations the audit scored, so it is as private; if the refit recovered the NDCG@10, the
+loss would be misalignment between the moved users and the items, which a utility step could
+undo. Writes ``item_refit.csv`` and
 ``item_refit.md``: valid and test NDCG@10 of the original, the unlearned and the refit models.
 """
 
@@ -27,10 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from _common import run_study, study_head, study_parser
-from recbole.trainer import Trainer
 from speed import load
 
-from recbole_attrcloak.backbone import evaluate_utility, user_representations
+from recbole_attrcloak.backbone import evaluate_utility, fit_model, user_representations
 from recbole_attrcloak.registry import user_side
 from recbole_attrcloak.unlearning.attrcloak import run_attrcloak
 
@@ -42,34 +42,26 @@ def scores(ctx, model) -> tuple[float, float]:
 
 
 def refit_outside_users(ctx, model: torch.nn.Module, epochs: int, work: Path) -> dict[str, Any]:
-    """Train ``model``'s parameters outside its user side in place (RecBole's trainer, early
-    stopping on validation, the best epoch kept); what was trained and the seconds."""
+    """Train ``model``'s parameters outside its user side in place with the model's own trainer
+    (``backbone.fit_model``: early stopping on validation, the best epoch loaded), the user side
+    frozen (no gradient: the optimiser leaves it); what was trained and the seconds."""
     prefixes = user_side(model).params
     trained = [n for n, _ in model.named_parameters() if not n.startswith(prefixes)]
-    for name, param in model.named_parameters():
-        param.requires_grad_(name in trained)
     config = ctx.config
     saved = {k: config[k] for k in ("epochs", "eval_step", "checkpoint_dir")}
     config["epochs"], config["eval_step"], config["checkpoint_dir"] = epochs, 1, str(work)
     try:
-        trainer = Trainer(config, model)
-        trainer.optimizer = trainer._build_optimizer(
-            params=[p for p in model.parameters() if p.requires_grad]
-        )
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in trained)
         tic = time.perf_counter()
-        trainer.fit(ctx.train_data, ctx.valid_data, saved=True, show_progress=False)
+        fit_model(config, model, ctx.train_data, ctx.valid_data)
         seconds = time.perf_counter() - tic
-        state = torch.load(trainer.saved_model_file, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["state_dict"])
     finally:
         for key, value in saved.items():
             config[key] = value
         for param in model.parameters():
             param.requires_grad_(True)
-    return {
-        "trained": " ".join(trained),
-        "refit_s": round(seconds, 2),
-    }
+    return {"trained": " ".join(trained), "refit_s": round(seconds, 2)}
 
 
 def refit_runs(model: str, seed: int, originals: Path, epochs: int, work: Path) -> list[dict]:

@@ -127,10 +127,7 @@ def block_to(block: LabelBlock, device: torch.device, dtype: torch.dtype) -> Lab
 
 
 def label_block(
-    names: Sequence[str],
-    users: Tensor,
-    labels: Sequence[Tensor],
-    codes: dict[str, Tensor] | None = None,
+    names: Sequence[str], users: Tensor, labels: Sequence[Tensor], codes: dict[str, Tensor]
 ) -> LabelBlock:
     """The block of the labelings ``labels`` (each (m, K_j), balanced and centred) of ``users``;
     ``codes``: the classes of the attributes whose labelings these are (by name)."""
@@ -140,7 +137,7 @@ def label_block(
     return LabelBlock(
         tuple(names),
         users,
-        dict(codes or {}),
+        dict(codes),
         torch.cat(list(labels), 1),
         segments,
         torch.tensor([label_sq for label_sq, _ in each], dtype=torch.float64),
@@ -173,8 +170,9 @@ def label_blocks(
     codes: dict[tuple[int, ...], dict[str, Tensor]] = {}
     classes: set[str] = set()
     for attr in attributes:
-        rows = groups.setdefault(tuple(attr.users.tolist()), [])
-        codes.setdefault(tuple(attr.users.tolist()), {})[attr.name] = attr.codes
+        key = tuple(attr.users.tolist())
+        rows = groups.setdefault(key, [])
+        codes.setdefault(key, {})[attr.name] = attr.codes
         rows.append((attr.name, attr.users, attr.labels))
         for name, labels in one_vs_rest(attr) if class_critics else []:
             rows.append((name, attr.users, labels))

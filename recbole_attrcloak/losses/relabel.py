@@ -219,7 +219,7 @@ class RelabelingNull(StopState):
             check_slack=float(settings["au_check_slack"]),
             blocks=blocks if settings["au_block_critics"] else (),
             seed=seed,
-            segment_rows=settings["au_recompute_users"] and int(settings["au_recompute_users"]),
+            segment_rows=None if (rows := settings["au_recompute_users"]) is None else int(rows),
         )
 
     def _setup(self, reference: Tensor) -> None:
